@@ -1,0 +1,50 @@
+"""An executor that records what would run: unit tests and ``--dry-run``."""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from fleet.exec.base import CommandResult
+from fleet.model import Node
+
+
+@dataclass(frozen=True)
+class Call:
+    host: str
+    argv: tuple[str, ...]
+    stdin: str | None
+
+    def describe(self) -> str:
+        """One line for --dry-run: stdin (where secrets travel) is never shown."""
+        line = f"{self.host}: {shlex.join(self.argv)}"
+        if self.stdin is not None:
+            line += f"  <{len(self.stdin.encode())} bytes on stdin, not shown>"
+        return line
+
+
+Responder = Callable[[Call], CommandResult]
+
+
+class RecordingExecutor:
+    def __init__(self, responder: Responder | None = None) -> None:
+        self.calls: list[Call] = []
+        self.responder = responder
+
+    def run(
+        self,
+        node: Node,
+        argv: Sequence[str],
+        *,
+        stdin: str | None = None,
+        timeout: float | None = None,
+        check: bool = True,
+    ) -> CommandResult:
+        call = Call(node.name, tuple(argv), stdin)
+        self.calls.append(call)
+        result = self.responder(call) if self.responder else CommandResult(node.name, call.argv, 0, "", "")
+        return result.check() if check else result
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,157 @@
+"""The lab's shape, as values and argv: no I/O here.
+
+A lab node is a booted systemd-nspawn container whose root is an overlay of
+the control machine's ``/`` on a per-node tmpfs, joined to a host bridge
+with a link-local address (see shared/LAB-NOTES.md).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.model import DYNO_GROUP, ROUTER_GROUP, Node
+
+LAB_DIR = Path("/var/lib/fleet-lab")
+BRIDGE = "fleetbr0"
+SUBNET_PREFIX = "169.254.77"
+HOST_ADDRESS = f"{SUBNET_PREFIX}.1"
+PREFIX_LEN = 24
+MAX_NODES = 20
+NODE_NAME_RE = re.compile(r"^node([1-9][0-9]?)$")
+
+#: Units of the control machine that a lab node must not start.
+MASKED_UNITS = (
+    "postgresql.service",
+    "pg_receivewal@15-main.service",
+    "console-getty.service",
+    "getty@tty1.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "man-db.timer",
+    "systemd-timesyncd.service",
+)
+ROUTER_ONLY_UNITS = ("haproxy.service",)
+
+
+@dataclass(frozen=True)
+class LabNode:
+    index: int
+
+    @property
+    def name(self) -> str:
+        return f"node{self.index}"
+
+    @property
+    def address(self) -> str:
+        return f"{SUBNET_PREFIX}.{10 + self.index}"
+
+    @property
+    def is_router(self) -> bool:
+        return self.index == 1
+
+    @property
+    def dir(self) -> Path:
+        return LAB_DIR / "nodes" / self.name
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "root"
+
+    @property
+    def veth(self) -> str:
+        return f"vb-{self.name}"
+
+    def as_node(self) -> Node:
+        groups = (DYNO_GROUP, ROUTER_GROUP) if self.is_router else (DYNO_GROUP,)
+        return Node(name=self.name, address=self.address, groups=groups, key_file=str(lab_key_file()))
+
+    @classmethod
+    def from_name(cls, name: str) -> LabNode:
+        m = NODE_NAME_RE.match(name)
+        if not m:
+            from fleet.errors import UsageError
+
+            raise UsageError(f"{name!r} is not a lab node name; lab nodes are node1..node{MAX_NODES}")
+        return cls(int(m.group(1)))
+
+
+def lab_nodes(count: int) -> tuple[LabNode, ...]:
+    return tuple(LabNode(i) for i in range(1, count + 1))
+
+
+def lab_key_file() -> Path:
+    return LAB_DIR / "id_ed25519"
+
+
+def lab_inventory_file() -> Path:
+    return LAB_DIR / "inventory.yml"
+
+
+def lab_inventory_vars() -> dict[str, object]:
+    return {
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(lab_key_file()),
+        "ansible_python_interpreter": "/usr/bin/python3",
+        # lab nodes have no route out: packages come from the control
+        # machine's own root, which is each node's lower layer
+        "fleet_apt_update_cache": False,
+        "fleet_lab": True,
+    }
+
+
+def boot_argv(node: LabNode) -> tuple[str, ...]:
+    return (
+        "systemd-nspawn",
+        "--register=no",
+        "--keep-unit",
+        "-D",
+        str(node.root),
+        "-b",
+        f"--network-bridge={BRIDGE}",
+        "--capability=all",
+        "-M",
+        node.name,
+        "--",
+        "systemd.firstboot=off",
+    )
+
+
+def networkd_unit(node: LabNode) -> str:
+    return (
+        "[Match]\n"
+        "Name=host0\n\n"
+        "[Network]\n"
+        f"Address={node.address}/{PREFIX_LEN}\n"
+        "LinkLocalAddressing=no\n"
+    )
+
+
+def tmpfs_mount_unit(where: str, mode: str = "1777") -> tuple[str, str]:
+    """(unit file name, text) for a tmpfs at ``where`` inside a node.
+
+    Nested overlays (dyno /app layers) need their upper dirs off overlayfs.
+    """
+    name = where.strip("/").replace("-", "\\x2d").replace("/", "-") + ".mount"
+    text = (
+        "[Unit]\n"
+        "Description=fleet lab: tmpfs at " + where + "\n"
+        "DefaultDependencies=no\n"
+        "Before=local-fs.target\n\n"
+        "[Mount]\n"
+        "What=tmpfs\n"
+        f"Where={where}\n"
+        "Type=tmpfs\n"
+        f"Options=mode={mode}\n\n"
+        "[Install]\n"
+        "WantedBy=local-fs.target\n"
+    )
+    return name, text
+
+
+NODE_TMPFS = (("/var/tmp", "1777"), ("/var/lib/fleet", "755"))

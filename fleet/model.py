@@ -1,0 +1,87 @@
+"""The fleet's values: frozen dataclasses and the naming rules they obey.
+
+Nothing here does I/O. Names that later reach unit files, haproxy.cfg or a
+shell are validated here, once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Inventory groups fleet understands (Ansible group names: no dashes).
+DYNO_GROUP = "dyno_hosts"
+ROUTER_GROUP = "router_hosts"
+FLEET_GROUPS = (DYNO_GROUP, ROUTER_GROUP)
+
+# A host name as it appears in the inventory: also used in unit names,
+# log lines and file names, so kept to a DNS-label-like alphabet.
+HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
+HOST_NAME_RULE = "lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 63 characters"
+
+# ansible_host: an IPv4/IPv6 literal or a DNS name.
+ADDRESS_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|[0-9A-Fa-f:.]+)$")
+# ansible_user: a POSIX user name.
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+@dataclass(frozen=True)
+class Capacity:
+    """What a host offers to dynos; None means "measure it on the host"."""
+
+    memory_mb: int | None = None
+    max_dynos: int | None = None
+
+
+@dataclass(frozen=True)
+class Node:
+    """One host of the fleet, as the inventory describes it."""
+
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    groups: tuple[str, ...] = ()
+    key_file: str | None = None
+    capacity: Capacity = field(default_factory=Capacity)
+
+    @property
+    def is_dyno_host(self) -> bool:
+        return DYNO_GROUP in self.groups
+
+    @property
+    def is_router(self) -> bool:
+        return ROUTER_GROUP in self.groups
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The host's name in an OpenSSH known_hosts file."""
+        if self.port == 22:
+            return self.address
+        return f"[{self.address}]:{self.port}"
+
+
+@dataclass(frozen=True)
+class Inventory:
+    source: str
+    nodes: tuple[Node, ...]
+    vars: tuple[tuple[str, Any], ...] = ()
+
+    def node(self, name: str) -> Node:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        known = ", ".join(n.name for n in self.nodes) or "none"
+        from fleet.errors import UsageError
+
+        raise UsageError(f"no host named {name!r} in {self.source} (hosts: {known})")
+
+    def select(self, names: tuple[str, ...] | list[str] | None) -> tuple[Node, ...]:
+        if not names:
+            return self.nodes
+        return tuple(self.node(n) for n in names)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(n.name for n in self.nodes)

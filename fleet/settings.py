@@ -1,0 +1,87 @@
+"""Where fleet keeps its control-plane files, and which inventory is in use.
+
+    $FLEET_HOME (default ~/.fleet, mode 0700)
+    ├── config.yml     operator settings; ``inventory:`` is the inventory in use
+    ├── known_hosts    pinned host keys (OpenSSH format, shared with ansible)
+    └── state.db       SQLite control-plane state and audit log
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from fleet.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    inventory_override: str | None = None
+    connect_timeout: float = 5.0
+    command_timeout: float = 30.0
+    max_parallel: int = 16
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, inventory: str | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        home = Path(env.get("FLEET_HOME") or Path.home() / ".fleet").expanduser()
+        return cls(home=home, inventory_override=inventory or env.get("FLEET_INVENTORY") or None)
+
+    @property
+    def config_file(self) -> Path:
+        return self.home / "config.yml"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.home / "known_hosts"
+
+    @property
+    def state_db(self) -> Path:
+        return self.home / "state.db"
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        os.chmod(self.home, 0o700)
+        return self.home
+
+    def read_config(self) -> dict[str, Any]:
+        try:
+            data = yaml.safe_load(self.config_file.read_text())
+        except FileNotFoundError:
+            return {}
+        except yaml.YAMLError as e:
+            raise ConfigError(str(self.config_file), "", f"not valid YAML ({str(e).splitlines()[0]}); fix or delete it") from None
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ConfigError(str(self.config_file), "", "must be a mapping of settings; fix or delete it")
+        return data
+
+    def write_config(self, data: dict[str, Any]) -> None:
+        self.ensure_home()
+        tmp = self.config_file.with_suffix(".tmp")
+        tmp.write_text(yaml.safe_dump(data, sort_keys=True))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, self.config_file)
+
+    def inventory_path(self) -> Path:
+        if self.inventory_override:
+            return Path(self.inventory_override)
+        chosen = self.read_config().get("inventory")
+        if not chosen:
+            raise ConfigError(
+                str(self.config_file), "inventory", "no inventory chosen; run `fleet lab.up` or `fleet inventory.use PATH`"
+            )
+        if not isinstance(chosen, str):
+            raise ConfigError(str(self.config_file), "inventory", f"must be a file path, got {chosen!r}")
+        return Path(chosen)
+
+    def use_inventory(self, path: Path) -> None:
+        data = self.read_config()
+        data["inventory"] = str(path.resolve())
+        self.write_config(data)

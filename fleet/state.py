@@ -1,0 +1,176 @@
+"""Control-plane state: SQLite in $FLEET_HOME/state.db.
+
+WAL mode, a versioned schema (``PRAGMA user_version``) migrated forward on
+open, transactions for every change, an append-only audit log, and named
+locks for operations that change the fleet.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fleet.errors import FleetError, LockHeld
+
+#: Schema migrations; entry N takes the schema from version N to N+1.
+#: Append only: never edit a migration that has shipped.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE audit_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('task', 'shell', 'cron')),
+        client TEXT NOT NULL,
+        command TEXT NOT NULL,
+        args TEXT NOT NULL,
+        outcome TEXT NOT NULL,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+        BEGIN SELECT RAISE(ABORT, 'audit_log is append-only'); END;
+    CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        client TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        command TEXT NOT NULL,
+        acquired_at TEXT NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+SOURCES = ("task", "shell", "cron")
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    id: int
+    at: str
+    actor: str
+    source: str
+    client: str
+    command: str
+    args: dict[str, Any]
+    outcome: str
+    detail: str
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def current_actor() -> str:
+    return os.environ.get("SUDO_USER") or getpass.getuser()
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
+        os.chmod(path, 0o600)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @property
+    def version(self) -> int:
+        return int(self.db.execute("PRAGMA user_version").fetchone()[0])
+
+    def migrate(self) -> None:
+        with self.transaction() as db:
+            current = int(db.execute("PRAGMA user_version").fetchone()[0])
+            if current > SCHEMA_VERSION:
+                raise FleetError(
+                    f"{self.path} has schema v{current}, newer than this fleet (v{SCHEMA_VERSION}); upgrade fleet"
+                )
+            for n in range(current, SCHEMA_VERSION):
+                for statement in _split_sql(MIGRATIONS[n]):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- audit ----------------------------------------------------------------
+    def audit(self, command: str, args: Mapping[str, Any], outcome: str, source: str, detail: str = "") -> None:
+        if source not in SOURCES:
+            raise ValueError(f"audit source must be one of {SOURCES}, got {source!r}")
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO audit_log (at, actor, source, client, command, args, outcome, detail)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (utcnow(), current_actor(), source, socket.gethostname(), command, json.dumps(dict(args), sort_keys=True), outcome, detail),
+            )
+
+    def audit_entries(self, limit: int = 100) -> list[AuditEntry]:
+        rows = self.db.execute("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [AuditEntry(**{**dict(r), "args": json.loads(r["args"])}) for r in reversed(rows)]
+
+    # -- locks ----------------------------------------------------------------
+    @contextmanager
+    def lock(self, name: str, command: str) -> Iterator[None]:
+        """Hold the named lock for the duration; LockHeld if another live process has it."""
+        me = (current_actor(), socket.gethostname(), os.getpid())
+        with self.transaction() as db:
+            row = db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
+            if row is not None and not _stale(row):
+                raise LockHeld(
+                    f"{name} is locked by {row['holder']}@{row['client']} (pid {row['pid']}, `{row['command']}`) "
+                    f"since {row['acquired_at']}; wait for it to finish and try again"
+                )
+            db.execute(
+                "INSERT OR REPLACE INTO locks (name, holder, client, pid, command, acquired_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (name, me[0], me[1], me[2], command, utcnow()),
+            )
+        try:
+            yield
+        finally:
+            with self.transaction() as db:
+                db.execute("DELETE FROM locks WHERE name = ? AND pid = ? AND client = ?", (name, me[2], me[1]))
+
+
+def _stale(row: sqlite3.Row) -> bool:
+    """A lock left by a process of this machine that no longer exists."""
+    if row["client"] != socket.gethostname():
+        return False
+    if row["pid"] == os.getpid():
+        return False
+    return not Path(f"/proc/{row['pid']}").exists()
+
+
+def _split_sql(script: str) -> list[str]:
+    """Statements of a migration script; triggers keep their inner ';'."""
+    statements, buf = [], []
+    for line in script.strip().splitlines():
+        buf.append(line)
+        joined = "\n".join(buf).strip()
+        if joined.endswith(";") and sqlite3.complete_statement(joined):
+            statements.append(joined)
+            buf = []
+    if "".join(buf).strip():
+        statements.append("\n".join(buf))
+    return statements

@@ -1,0 +1,271 @@
+"""The invoke task namespace: thin tasks that parse, call one service, print.
+
+``tasks.py`` at the project root and the ``fleet`` program expose this same
+namespace, so ``invoke lab.up`` and ``fleet lab.up`` are the same task.
+Errors are turned into one-line messages and exit codes here, in ``_run``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from fleet.context import Fleet
+from fleet.errors import FleetError, exit_code_for
+from fleet.exec.recording import RecordingExecutor
+from fleet.inventory import load_inventory
+from fleet.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("fleet")
+
+
+def _out(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def _fail(err: BaseException) -> Exit:
+    return Exit(f"fleet: error: {err}", code=exit_code_for(err))
+
+
+def fleet_task(audit: str | None = None) -> Callable[[F], F]:
+    """Wrap a task body: map FleetError to a one-line error and exit code.
+
+    With ``audit="lab.up"`` the outcome (ok, failed, interrupted) is appended
+    to the audit log with the task's arguments; a body may return a string
+    to record as detail.
+    """
+
+    def deco(body: F) -> F:
+        @functools.wraps(body)
+        def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
+            logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+            try:
+                detail = body(c, *args, **kwargs)
+            except FleetError as e:
+                _record(audit, kwargs, "failed", str(e))
+                raise _fail(e) from None
+            except KeyboardInterrupt:
+                _record(audit, kwargs, "interrupted")
+                raise Exit("fleet: interrupted", code=130) from None
+            _record(audit, kwargs, "ok", detail if isinstance(detail, str) else "")
+
+        return wrapper  # type: ignore[return-value]
+
+    return deco
+
+
+def _record(command: str | None, args: dict[str, Any], outcome: str, detail: str = "") -> None:
+    if command is None:
+        return
+    try:
+        fleet = Fleet.open(executor=RecordingExecutor())
+    except FleetError:
+        return
+    try:
+        fleet.audit(command, args, outcome, detail)
+    except FleetError as e:
+        log.warning("could not write the audit log: %s", e)
+    finally:
+        fleet.close()
+
+
+# --------------------------------------------------------------------------- lab
+@task(help={"nodes": "how many hosts to boot (default 3)"})
+@fleet_task(audit="lab.up")
+def up(c: Context, nodes: int = 3) -> None:
+    """Boot a lab fleet of N hosts on this machine and make it the inventory in use."""
+    from fleet.services import lab
+
+    settings = Settings.from_env()
+    rows = lab.up(settings, int(nodes))
+    _lab_table(rows)
+    _out(f"inventory: {settings.inventory_path()}")
+
+
+@task
+@fleet_task(audit="lab.down")
+def down(c: Context) -> None:
+    """Power off the lab and remove every trace of it (containers, mounts, links)."""
+    from fleet.services import lab
+
+    removed = lab.down()
+    _out(f"lab removed ({', '.join(removed) or 'no nodes were left'})")
+
+
+@task(help={"json": "print JSON"})
+@fleet_task()
+def lab_status(c: Context, json_: bool = False) -> None:
+    """Each lab node: address, power (on/off) and network (connected/partitioned)."""
+    from fleet.services import lab
+
+    rows = lab.status()
+    if json_:
+        _out(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        _lab_table(rows)
+
+
+def _lab_table(rows: list[Any]) -> None:
+    if not rows:
+        _out("no lab nodes")
+        return
+    _out(f"{'NODE':8} {'ADDRESS':16} {'POWER':8} {'NETWORK':12}")
+    for r in rows:
+        net = {"up": "connected", "down": "partitioned", "absent": "no link"}[r.link]
+        _out(f"{r.name:8} {r.address:16} {'on' if r.running else 'off':8} {net:12}")
+
+
+@task(help={"node": "lab node name, e.g. node2"})
+@fleet_task(audit="lab.kill")
+def kill(c: Context, node: str) -> None:
+    """Power cut: the node's whole container dies at once."""
+    from fleet.services import lab
+
+    lab.kill(node)
+    _out(f"{node}: powered off")
+
+
+@task(help={"node": "lab node name"})
+@fleet_task(audit="lab.partition")
+def partition(c: Context, node: str) -> None:
+    """Cut the node off the network (its bridge port goes down)."""
+    from fleet.services import lab
+
+    lab.partition(node)
+    _out(f"{node}: partitioned")
+
+
+@task(help={"node": "lab node name"})
+@fleet_task(audit="lab.heal")
+def heal(c: Context, node: str) -> None:
+    """Reconnect a partitioned node."""
+    from fleet.services import lab
+
+    lab.heal(node)
+    _out(f"{node}: connected")
+
+
+# ------------------------------------------------------------------------- nodes
+@task(help={"json": "print a JSON list, one object per host", "node": "only these hosts (repeatable)"}, iterable=["node"])
+@fleet_task()
+def nodes_status(c: Context, json_: bool = False, node: list[str] | None = None) -> None:
+    """Health of every host: reachability, load, CPU, memory, disk, uptime, systemd."""
+    from fleet.probe import render_table
+    from fleet.services import nodes
+
+    fleet = Fleet.open()
+    try:
+        rows = nodes.status(fleet, node or None)
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        _out(render_table(rows))
+
+
+@task(help={"node": "only these hosts (repeatable)", "check": "show what would change, change nothing"}, iterable=["node"])
+@fleet_task(audit="nodes.provision")
+def provision(c: Context, node: list[str] | None = None, check: bool = False) -> str:
+    """Run the Ansible roles (roles/site.yml) on the hosts of the inventory."""
+    from fleet.services import nodes
+
+    fleet = Fleet.open()
+    try:
+        result = nodes.provision(fleet, node or None, check=check, on_line=_out)
+    finally:
+        fleet.close()
+    _out(f"provisioned {len(result.recap)} hosts: changed={result.changed}")
+    return f"changed={result.changed}"
+
+
+@task(
+    positional=["names"],
+    help={
+        "names": "hosts to enroll (default: all in the inventory)",
+        "replace": "accept a changed key (the host was reinstalled)",
+        "fingerprint": "expected SHA256:... fingerprint, obtained out of band",
+    },
+    iterable=["names"],
+)
+@fleet_task(audit="nodes.enroll")
+def enroll(c: Context, names: list[str] | None = None, replace: bool = False, fingerprint: str = "") -> None:
+    """Pin the SSH host keys of the inventory's hosts in $FLEET_HOME/known_hosts."""
+    from fleet.services import nodes
+
+    fleet = Fleet.open()
+    try:
+        done = nodes.enroll(fleet, names or None, replace=replace, fingerprint=fingerprint or None)
+    finally:
+        fleet.close()
+    for e in done:
+        _out(f"{e.name}: {e.fingerprint} {'pinned' if e.changed else 'already pinned'}")
+
+
+# --------------------------------------------------------------------- inventory
+@task(positional=["path"])
+@fleet_task(audit="inventory.use")
+def use(c: Context, path: str) -> None:
+    """Make PATH (an Ansible YAML inventory) the inventory fleet commands target."""
+    inv = load_inventory(path)  # refuse a bad one before switching
+    settings = Settings.from_env()
+    settings.use_inventory(Path(path))
+    _out(f"using {Path(path).resolve()} ({len(inv.nodes)} hosts)")
+
+
+@task(help={"json": "print JSON"})
+@fleet_task()
+def show(c: Context, json_: bool = False) -> None:
+    """The inventory in use and its hosts."""
+    settings = Settings.from_env()
+    inv = load_inventory(settings.inventory_path())
+    if json_:
+        _out(json.dumps({"source": inv.source, "hosts": [
+            {"name": n.name, "address": n.address, "port": n.port, "user": n.user, "groups": list(n.groups)} for n in inv.nodes
+        ]}, indent=2))  # fmt: skip
+        return
+    _out(f"inventory: {inv.source}")
+    for n in inv.nodes:
+        _out(f"  {n.name:10} {n.user}@{n.address}:{n.port}  {','.join(n.groups)}")
+
+
+# ------------------------------------------------------------------------- audit
+@task(help={"limit": "how many entries (newest last)", "json": "print JSON"})
+@fleet_task()
+def audit(c: Context, limit: int = 20, json_: bool = False) -> None:
+    """The audit log: who changed the fleet, what, when, and from where."""
+    fleet = Fleet.open()
+    try:
+        entries = fleet.store.audit_entries(int(limit))
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps([e.__dict__ for e in entries], indent=2))
+        return
+    for e in entries:
+        _out(f"{e.at}  {e.actor}@{e.client} ({e.source})  {e.command} {json.dumps(e.args)}  {e.outcome} {e.detail}".rstrip())
+
+
+lab_ns = Collection("lab", up, down, kill, partition, heal)
+lab_ns.add_task(lab_status, name="status")
+nodes_ns = Collection("nodes", provision, enroll)
+nodes_ns.add_task(nodes_status, name="status")
+inventory_ns = Collection("inventory", use, show)
+ns = Collection(lab_ns, nodes_ns, inventory_ns, audit)
+
+
+def main() -> None:
+    from fleet.program import program
+
+    program.run(sys.argv)
