@@ -74,6 +74,7 @@ def write_known_hosts(path: Path, text: str) -> None:
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # also when a stale .tmp of another mode was left behind
     with os.fdopen(fd, "w") as f:
         f.write(text)
     os.replace(tmp, path)

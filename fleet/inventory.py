@@ -62,30 +62,41 @@ def parse_inventory(text: str, source: str) -> Inventory:
     walker = _Walker(source)
     top: dict[str, Any] = dict(data)
     all_group = top.pop("all", None) or {}
-    walker.group("all", all_group, "all", parents=(), inherited={})
+    walker.group("all", all_group, "all", parents=())
     for name, body in top.items():  # other top-level groups are implicit children of all
-        walker.group(str(name), body or {}, str(name), parents=("all",), inherited=walker.group_vars.get("all", {}))
+        walker.group(str(name), body or {}, str(name), parents=("all",))
 
     if not walker.hosts:
         raise ConfigError(source, "all", f"defines no hosts; add them under all.children.{DYNO_GROUP}.hosts")
 
     nodes = tuple(walker.node(name) for name in walker.hosts)
-    return Inventory(source=source, nodes=nodes, vars=tuple(sorted(walker.group_vars.get("all", {}).items())))
+    return Inventory(source=source, nodes=nodes, vars=tuple(sorted(walker.all_vars.items())))
 
 
 class _Walker:
+    """Walks the group tree; resolves each host's vars the way Ansible does.
+
+    Precedence, lowest first: groups by depth (all=0, its children=1, ...),
+    groups of equal depth by name, then the host's own vars.
+    """
+
     def __init__(self, source: str) -> None:
         self.source = source
-        # host name -> (merged vars, groups, key path of first definition)
+        # group name -> (depth, own vars, key path of the group's vars)
+        self.groups: dict[str, tuple[int, dict[str, Any], str]] = {}
+        # host name -> (own vars, groups incl. ancestors, key path of first definition)
         self.hosts: dict[str, tuple[dict[str, Any], list[str], str]] = {}
-        self.group_vars: dict[str, dict[str, Any]] = {}
         # host name -> var name -> key path where the host set it
         self.host_var_paths: dict[str, dict[str, str]] = {}
+
+    @property
+    def all_vars(self) -> dict[str, Any]:
+        return dict(self.groups.get("all", (0, {}, ""))[1])
 
     def err(self, key_path: str, problem: str) -> ConfigError:
         return ConfigError(self.source, key_path, problem)
 
-    def group(self, name: str, body: Any, path: str, parents: tuple[str, ...], inherited: Mapping[str, Any]) -> None:
+    def group(self, name: str, body: Any, path: str, parents: tuple[str, ...]) -> None:
         if not name.isidentifier():
             raise self.err(path, f"group name {name!r} is not valid: use {GROUP_NAME_RULE}")
         if body is None:
@@ -98,8 +109,8 @@ class _Walker:
         own_vars = body.get("vars") or {}
         if not isinstance(own_vars, Mapping):
             raise self.err(f"{path}.vars", f"must be a mapping, got {_kind(own_vars)}")
-        merged = {**inherited, **{str(k): v for k, v in own_vars.items()}}
-        self.group_vars[name] = merged
+        depth, prev, vars_path = self.groups.get(name, (len(parents), {}, f"{path}.vars"))
+        self.groups[name] = (depth, {**prev, **{str(k): v for k, v in own_vars.items()}}, vars_path)
         groups = (*parents, name)
 
         hosts = body.get("hosts") or {}
@@ -108,14 +119,14 @@ class _Walker:
         for host, hvars in hosts.items():
             hpath = f"{path}.hosts.{host}"
             host = str(host)
-            if not HOST_NAME_RE.match(host):
+            if not HOST_NAME_RE.fullmatch(host):
                 raise self.err(hpath, f"host name {host!r} is not valid: use {HOST_NAME_RULE}")
             if hvars is None:
                 hvars = {}
             if not isinstance(hvars, Mapping):
                 raise self.err(hpath, f"host vars must be a mapping, got {_kind(hvars)}")
             prev_vars, prev_groups, first_path = self.hosts.get(host, ({}, [], hpath))
-            new_vars = {**merged, **prev_vars, **{str(k): v for k, v in hvars.items()}}
+            new_vars = {**prev_vars, **{str(k): v for k, v in hvars.items()}}
             new_groups = prev_groups + [g for g in groups if g not in prev_groups]
             self.hosts[host] = (new_vars, new_groups, first_path)
             self.host_var_paths.setdefault(host, {}).update({str(k): f"{hpath}.{k}" for k in hvars})
@@ -124,21 +135,34 @@ class _Walker:
         if not isinstance(children, Mapping):
             raise self.err(f"{path}.children", f"must be a mapping of groups, got {_kind(children)}")
         for child, cbody in children.items():
-            self.group(str(child), cbody, f"{path}.children.{child}", groups, merged)
+            self.group(str(child), cbody, f"{path}.children.{child}", groups)
+
+    def resolved_vars(self, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The host's effective vars, and for each the key path it came from."""
+        own, groups, hpath = self.hosts[name]
+        values: dict[str, Any] = {}
+        paths: dict[str, str] = {}
+        for g in sorted(groups, key=lambda g: (self.groups[g][0], g)):
+            _, gvars, gpath = self.groups[g]
+            for k, v in gvars.items():
+                values[k], paths[k] = v, f"{gpath}.{k}"
+        for k, v in own.items():
+            values[k], paths[k] = v, self.host_var_paths[name].get(k, f"{hpath}.{k}")
+        return values, paths
 
     def node(self, name: str) -> Node:
-        hvars, groups, hpath = self.hosts[name]
-        paths = self.host_var_paths.get(name, {})
+        _, groups, hpath = self.hosts[name]
+        hvars, paths = self.resolved_vars(name)
 
         def kp(key: str) -> str:
             return paths.get(key, f"{hpath}.{key}")
 
         address = hvars.get("ansible_host", name)
-        if not isinstance(address, str) or not ADDRESS_RE.match(address):
+        if not isinstance(address, str) or not ADDRESS_RE.fullmatch(address):
             raise self.err(kp("ansible_host"), f"must be an IP address or DNS name, got {address!r}")
         port = _int(hvars.get("ansible_port", 22), 1, 65535, kp("ansible_port"), self)
         user = hvars.get("ansible_user", "root")
-        if not isinstance(user, str) or not USER_RE.match(user):
+        if not isinstance(user, str) or not USER_RE.fullmatch(user):
             raise self.err(kp("ansible_user"), f"must be a user name (lowercase letters, digits, _ and -), got {user!r}")
         key_file = hvars.get("ansible_ssh_private_key_file")
         if key_file is not None and (not isinstance(key_file, str) or not key_file):
@@ -186,10 +210,24 @@ def render_inventory(nodes: list[Node] | tuple[Node, ...], all_vars: Mapping[str
     """Inventory YAML for ``nodes`` (used by the lab); parse_inventory reads it back."""
     groups: dict[str, dict[str, Any]] = {}
     for node in nodes:
-        hv: dict[str, Any] = {"ansible_host": node.address}
-        if node.port != 22:
-            hv["ansible_port"] = node.port
-        for g in node.groups:
-            groups.setdefault(g, {"hosts": {}})["hosts"][node.name] = hv
+        for i, g in enumerate(node.groups):
+            # a host's vars are written once, under its first group
+            groups.setdefault(g, {"hosts": {}})["hosts"][node.name] = _host_vars(node, all_vars) if i == 0 else None
     doc = {"all": {"vars": dict(all_vars), "children": groups}}
-    return "# Written by fleet; Ansible YAML inventory format.\n" + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    yaml_text: str = yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return "# Written by fleet; Ansible YAML inventory format.\n" + yaml_text
+
+
+def _host_vars(node: Node, all_vars: Mapping[str, Any]) -> dict[str, Any]:
+    hv: dict[str, Any] = {"ansible_host": node.address}
+    if node.port != 22:
+        hv["ansible_port"] = node.port
+    if node.user != all_vars.get("ansible_user", "root"):
+        hv["ansible_user"] = node.user
+    if node.key_file and node.key_file != all_vars.get("ansible_ssh_private_key_file"):
+        hv["ansible_ssh_private_key_file"] = node.key_file
+    if node.capacity.memory_mb is not None:
+        hv["fleet_memory_mb"] = node.capacity.memory_mb
+    if node.capacity.max_dynos is not None:
+        hv["fleet_max_dynos"] = node.capacity.max_dynos
+    return hv

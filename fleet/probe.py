@@ -19,7 +19,7 @@ FLEET_DIRS = ("/var/lib/fleet",)
 
 PROBE_ARGV = ("/usr/bin/python3", "-")
 
-PROBE_SCRIPT = r'''
+PROBE_SCRIPT = r"""
 import json, os, subprocess, time
 out = {}
 try:
@@ -45,7 +45,7 @@ out["systemd_state"] = sh("systemctl", "is-system-running") or "unknown"
 failed = sh("systemctl", "list-units", "--state=failed", "--plain", "--no-legend", "--no-pager")
 out["failed_units"] = [l.split()[0] for l in failed.splitlines() if l.strip()]
 print(json.dumps(out))
-'''.replace("FLEET_DIRS", repr(FLEET_DIRS))
+""".replace("FLEET_DIRS", repr(FLEET_DIRS))
 
 
 class ProbeError(FleetError):
@@ -122,6 +122,10 @@ def unreachable(node: Node, reason: str) -> NodeHealth:
     return NodeHealth(name=node.name, address=node.address, groups=node.groups, reachable=False, error=reason)
 
 
+def probe_failed(node: Node, reason: str) -> NodeHealth:
+    return NodeHealth(name=node.name, address=node.address, groups=node.groups, reachable=True, error=f"probe failed: {reason}")
+
+
 def _size(n: int | None) -> str:
     if n is None:
         return "-"
@@ -149,8 +153,9 @@ def render_table(rows: list[NodeHealth]) -> str:
     lines = [header]
     for r in rows:
         groups = ",".join(g.replace("_hosts", "") for g in r.groups) or "-"
-        if not r.reachable:
-            lines.append((r.name, r.address, groups, "UNREACHABLE", "-", "-", "-", "-", "-", r.error or ""))
+        if not r.reachable or r.load1 is None or r.cpu_percent is None:
+            state = "UNREACHABLE" if not r.reachable else "reachable"
+            lines.append((r.name, r.address, groups, state, "-", "-", "-", "-", "-", r.error or ""))
             continue
         lines.append(
             (
@@ -163,7 +168,7 @@ def render_table(rows: list[NodeHealth]) -> str:
                 f"{_size(r.mem_available)}/{_size(r.mem_total)}",
                 f"{_size(r.disk_free)} {r.disk_path}",
                 _duration(r.uptime),
-                r.systemd_state + (f" ({len(r.failed_units)} failed)" if r.failed_units else ""),
+                (r.systemd_state or "unknown") + (f" ({len(r.failed_units)} failed)" if r.failed_units else ""),
             )
         )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]

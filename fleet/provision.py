@@ -8,6 +8,7 @@ StrictHostKeyChecking=yes.
 from __future__ import annotations
 
 import re
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def playbook_env(known_hosts: Path, ansible_home: Path, forks: int = 10) -> dict
         "ANSIBLE_ROLES_PATH": str(ROLES_DIR),
         "ANSIBLE_HOST_KEY_CHECKING": "True",
         "ANSIBLE_SSH_ARGS": (
-            f"-o UserKnownHostsFile={known_hosts} -o StrictHostKeyChecking=yes"
+            f"-o UserKnownHostsFile={shlex.quote(str(known_hosts))} -o StrictHostKeyChecking=yes"
             " -o ControlMaster=auto -o ControlPersist=60s -o ConnectTimeout=10"
         ),
         "ANSIBLE_PIPELINING": "True",

@@ -1,9 +1,9 @@
 """Where fleet keeps its control-plane files, and which inventory is in use.
 
-    $FLEET_HOME (default ~/.fleet, mode 0700)
-    ├── config.yml     operator settings; ``inventory:`` is the inventory in use
-    ├── known_hosts    pinned host keys (OpenSSH format, shared with ansible)
-    └── state.db       SQLite control-plane state and audit log
+$FLEET_HOME (default ~/.fleet, mode 0700)
+├── config.yml     operator settings; ``inventory:`` is the inventory in use
+├── known_hosts    pinned host keys (OpenSSH format, shared with ansible)
+└── state.db       SQLite control-plane state and audit log
 """
 
 from __future__ import annotations

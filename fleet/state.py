@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +68,7 @@ class AuditEntry:
 
 
 def utcnow() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 def current_actor() -> str:
@@ -84,7 +84,11 @@ class Store:
         self.db.row_factory = sqlite3.Row
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        self.migrate()
+        try:
+            self.migrate()
+        except BaseException:
+            self.db.close()
+            raise
 
     def close(self) -> None:
         self.db.close()
@@ -107,9 +111,7 @@ class Store:
         with self.transaction() as db:
             current = int(db.execute("PRAGMA user_version").fetchone()[0])
             if current > SCHEMA_VERSION:
-                raise FleetError(
-                    f"{self.path} has schema v{current}, newer than this fleet (v{SCHEMA_VERSION}); upgrade fleet"
-                )
+                raise FleetError(f"{self.path} has schema v{current}, newer than this fleet (v{SCHEMA_VERSION}); upgrade fleet")
             for n in range(current, SCHEMA_VERSION):
                 for statement in _split_sql(MIGRATIONS[n]):
                     db.execute(statement)
@@ -123,7 +125,16 @@ class Store:
             db.execute(
                 "INSERT INTO audit_log (at, actor, source, client, command, args, outcome, detail)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (utcnow(), current_actor(), source, socket.gethostname(), command, json.dumps(dict(args), sort_keys=True), outcome, detail),
+                (
+                    utcnow(),
+                    current_actor(),
+                    source,
+                    socket.gethostname(),
+                    command,
+                    json.dumps(dict(args), sort_keys=True),
+                    outcome,
+                    detail,
+                ),
             )
 
     def audit_entries(self, limit: int = 100) -> list[AuditEntry]:

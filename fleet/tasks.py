@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -68,13 +69,10 @@ def fleet_task(audit: str | None = None) -> Callable[[F], F]:
 def _record(command: str | None, args: dict[str, Any], outcome: str, detail: str = "") -> None:
     if command is None:
         return
-    try:
-        fleet = Fleet.open(executor=RecordingExecutor())
-    except FleetError:
-        return
+    fleet = Fleet.open(executor=RecordingExecutor())
     try:
         fleet.audit(command, args, outcome, detail)
-    except FleetError as e:
+    except (FleetError, OSError, sqlite3.Error) as e:
         log.warning("could not write the audit log: %s", e)
     finally:
         fleet.close()
@@ -191,22 +189,21 @@ def provision(c: Context, node: list[str] | None = None, check: bool = False) ->
 
 
 @task(
-    positional=["names"],
     help={
-        "names": "hosts to enroll (default: all in the inventory)",
+        "node": "hosts to enroll, repeatable (default: all in the inventory)",
         "replace": "accept a changed key (the host was reinstalled)",
         "fingerprint": "expected SHA256:... fingerprint, obtained out of band",
     },
-    iterable=["names"],
+    iterable=["node"],
 )
 @fleet_task(audit="nodes.enroll")
-def enroll(c: Context, names: list[str] | None = None, replace: bool = False, fingerprint: str = "") -> None:
+def enroll(c: Context, node: list[str] | None = None, replace: bool = False, fingerprint: str = "") -> None:
     """Pin the SSH host keys of the inventory's hosts in $FLEET_HOME/known_hosts."""
     from fleet.services import nodes
 
     fleet = Fleet.open()
     try:
-        done = nodes.enroll(fleet, names or None, replace=replace, fingerprint=fingerprint or None)
+        done = nodes.enroll(fleet, node or None, replace=replace, fingerprint=fingerprint or None)
     finally:
         fleet.close()
     for e in done:

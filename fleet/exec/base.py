@@ -80,7 +80,7 @@ def fan_out(
     (its worker is a daemon thread bounded by its own SSH timeouts), so one
     hung host never blocks the answer for the others.
     """
-    todo = list(nodes)
+    todo = list({n.name: n for n in nodes}.values())  # one run per host, even if listed twice
     result: FanOutResult[T] = FanOutResult()
     if not todo:
         return result

@@ -89,7 +89,7 @@ class SSHExecutor:
                 node.name,
                 f"host key changed: pinned {HostKey(e.expected_key.get_name(), e.expected_key.get_base64()).fingerprint}, "
                 f"offered {HostKey(e.key.get_name(), e.key.get_base64()).fingerprint}; refusing to connect. "
-                f"If the host was reinstalled, run `fleet nodes.enroll {node.name} --replace`",
+                f"If the host was reinstalled, run `fleet nodes.enroll --node {node.name} --replace`",
             ) from None
         except paramiko.AuthenticationException:
             self._drop(node)
@@ -100,12 +100,14 @@ class SSHExecutor:
             self._drop(node)
             if "not found in known_hosts" in str(e):
                 raise HostKeyUnknown(
-                    node.name, f"host key not pinned; run `fleet nodes.enroll {node.name}` to record it"
+                    node.name, f"host key not pinned; run `fleet nodes.enroll --node {node.name}` to record it"
                 ) from None
             raise HostUnreachable(node.name, f"SSH failed: {e}") from None
-        except (socket.timeout, TimeoutError):
+        except TimeoutError:
             self._drop(node)
-            raise HostUnreachable(node.name, f"no answer on {node.address}:{node.port} within {self.connect_timeout:g}s") from None
+            raise HostUnreachable(
+                node.name, f"no answer on {node.address}:{node.port} within {self.connect_timeout:g}s"
+            ) from None
         except OSError as e:
             self._drop(node)
             reason = e.strerror or str(e) or type(e).__name__

@@ -19,7 +19,7 @@ SUBNET_PREFIX = "169.254.77"
 HOST_ADDRESS = f"{SUBNET_PREFIX}.1"
 PREFIX_LEN = 24
 MAX_NODES = 20
-NODE_NAME_RE = re.compile(r"^node([1-9][0-9]?)$")
+NODE_NAME_RE = re.compile(r"node([1-9]|1[0-9]|20)")  # node1..node{MAX_NODES}, matched in full
 
 #: Units of the control machine that a lab node must not start.
 MASKED_UNITS = (
@@ -35,6 +35,7 @@ MASKED_UNITS = (
     "fstrim.timer",
     "man-db.timer",
     "systemd-timesyncd.service",
+    "systemd-remount-fs.service",
 )
 ROUTER_ONLY_UNITS = ("haproxy.service",)
 
@@ -73,7 +74,7 @@ class LabNode:
 
     @classmethod
     def from_name(cls, name: str) -> LabNode:
-        m = NODE_NAME_RE.match(name)
+        m = NODE_NAME_RE.fullmatch(name)
         if not m:
             from fleet.errors import UsageError
 
@@ -123,13 +124,23 @@ def boot_argv(node: LabNode) -> tuple[str, ...]:
 
 
 def networkd_unit(node: LabNode) -> str:
-    return (
-        "[Match]\n"
-        "Name=host0\n\n"
-        "[Network]\n"
-        f"Address={node.address}/{PREFIX_LEN}\n"
-        "LinkLocalAddressing=no\n"
-    )
+    return f"[Match]\nName=host0\n\n[Network]\nAddress={node.address}/{PREFIX_LEN}\nLinkLocalAddressing=no\n"
+
+
+def systemd_escape_path(path: str) -> str:
+    """What `systemd-escape --path PATH` prints."""
+    trimmed = "/".join(part for part in path.split("/") if part)
+    if not trimmed:
+        return "-"
+    out = []
+    for i, ch in enumerate(trimmed):
+        if ch == "/":
+            out.append("-")
+        elif ch.isascii() and (ch.isalnum() or ch in ":_" or (ch == "." and i > 0)):
+            out.append(ch)
+        else:
+            out.extend(f"\\x{b:02x}" for b in ch.encode())
+    return "".join(out)
 
 
 def tmpfs_mount_unit(where: str, mode: str = "1777") -> tuple[str, str]:
@@ -137,7 +148,7 @@ def tmpfs_mount_unit(where: str, mode: str = "1777") -> tuple[str, str]:
 
     Nested overlays (dyno /app layers) need their upper dirs off overlayfs.
     """
-    name = where.strip("/").replace("-", "\\x2d").replace("/", "-") + ".mount"
+    name = systemd_escape_path(where) + ".mount"
     text = (
         "[Unit]\n"
         "Description=fleet lab: tmpfs at " + where + "\n"

@@ -62,7 +62,12 @@ class LabNodeStatus:
 def check_prerequisites() -> None:
     if os.geteuid() != 0:
         raise PrerequisiteError("the lab needs root (it mounts filesystems and boots containers); run it as root, e.g. with sudo")
-    for tool, package in (("systemd-nspawn", "systemd-container"), ("ip", "iproute2"), ("ssh-keygen", "openssh-client"), ("sshd", "openssh-server")):
+    for tool, package in (
+        ("systemd-nspawn", "systemd-container"),
+        ("ip", "iproute2"),
+        ("ssh-keygen", "openssh-client"),
+        ("sshd", "openssh-server"),
+    ):
         if shutil.which(tool) is None and not Path("/usr/sbin", tool).exists():
             raise PrerequisiteError(f"{tool} is missing; install it with `apt-get install {package}` (or run `make demo`)")
 
@@ -373,7 +378,9 @@ def wait_until_booted(settings: Settings, nodes: tuple[LabNode, ...], timeout: f
         ex.close()
     if pending:
         detail = "; ".join(f"{n}: {last.get(n, 'no answer')}" for n in sorted(pending))
-        raise HealthcheckTimeout(f"lab nodes did not finish booting within {timeout:g}s ({detail}); see {LAB_DIR}/nodes/NODE/console.log")
+        raise HealthcheckTimeout(
+            f"lab nodes did not finish booting within {timeout:g}s ({detail}); see {LAB_DIR}/nodes/NODE/console.log"
+        )
 
 
 # -- faults -------------------------------------------------------------------

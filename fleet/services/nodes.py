@@ -16,7 +16,7 @@ from fleet.errors import FleetError, PartialFailure, PrerequisiteError, UsageErr
 from fleet.exec.base import fan_out
 from fleet.hostkeys import HostKey, entries_for, read_known_hosts, with_pinned, write_known_hosts
 from fleet.model import Node
-from fleet.probe import PROBE_ARGV, PROBE_SCRIPT, NodeHealth, parse_probe, unreachable
+from fleet.probe import PROBE_ARGV, PROBE_SCRIPT, NodeHealth, ProbeError, parse_probe, probe_failed, unreachable
 from fleet.provision import RecapCounts, parse_recap, playbook_argv, playbook_env
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,15 @@ def status(fleet: Fleet, names: list[str] | None = None) -> list[NodeHealth]:
     nodes = fleet.inventory().select(names)
 
     def probe(node: Node) -> NodeHealth:
-        res = fleet.executor.run(node, PROBE_ARGV, stdin=PROBE_SCRIPT, timeout=PROBE_TIMEOUT)
-        return parse_probe(node, res.stdout)
+        res = fleet.executor.run(node, PROBE_ARGV, stdin=PROBE_SCRIPT, timeout=PROBE_TIMEOUT, check=False)
+        try:
+            if res.code != 0:
+                raise ProbeError(
+                    f"{node.name}: probe exited {res.code}: {(res.stderr.strip().splitlines() or ['no output'])[-1]}"
+                )
+            return parse_probe(node, res.stdout)
+        except ProbeError as e:  # the host answered: reachable, but its health is unknown
+            return probe_failed(node, str(e).removeprefix(f"{node.name}: "))
 
     results = fan_out(nodes, probe, max_parallel=fleet.settings.max_parallel, deadline=STATUS_DEADLINE)
     rows = []
@@ -52,7 +59,9 @@ class Enrollment:
     changed: bool
 
 
-def enroll(fleet: Fleet, names: list[str] | None = None, replace: bool = False, fingerprint: str | None = None) -> list[Enrollment]:
+def enroll(
+    fleet: Fleet, names: list[str] | None = None, replace: bool = False, fingerprint: str | None = None
+) -> list[Enrollment]:
     """Record each host's current key in known_hosts (explicit trust on first use).
 
     A host already pinned to another key is refused unless ``replace``.
@@ -82,7 +91,7 @@ def enroll(fleet: Fleet, names: list[str] | None = None, replace: bool = False, 
         if pinned and not replace:
             raise FleetError(
                 f"{node.name}: already pinned to {pinned[0].fingerprint} but offers {key.fingerprint}; "
-                f"if the host was reinstalled, run `fleet nodes.enroll {node.name} --replace`"
+                f"if the host was reinstalled, run `fleet nodes.enroll --node {node.name} --replace`"
             )
         text = with_pinned(text, node.known_hosts_name, [key])
         out.append(Enrollment(node.name, key.fingerprint, True))
@@ -110,7 +119,9 @@ class ProvisionResult:
         return sum(c.changed for c in self.recap.values())
 
 
-def provision(fleet: Fleet, names: list[str] | None = None, check: bool = False, on_line: Callable[[str], None] | None = None) -> ProvisionResult:
+def provision(
+    fleet: Fleet, names: list[str] | None = None, check: bool = False, on_line: Callable[[str], None] | None = None
+) -> ProvisionResult:
     inventory_path = fleet.settings.inventory_path()
     inventory = fleet.inventory()  # validates before ansible sees it
     limit = tuple(n.name for n in inventory.select(names)) if names else ()
@@ -121,7 +132,9 @@ def provision(fleet: Fleet, names: list[str] | None = None, check: bool = False,
     env = {**os.environ, **playbook_env(fleet.settings.known_hosts, ansible_home)}
     lines: list[str] = []
     with fleet.store.lock("fleet", "nodes.provision"):
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
         assert proc.stdout is not None
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))

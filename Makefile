@@ -1,0 +1,61 @@
+# fleet: the two set-up commands are `make demo` and `make test` (as root, Debian 12).
+# Both install what is missing first, and both can be run again after an interruption.
+
+PYTHON ?= /usr/bin/python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMPS := .make
+
+# Debian packages fleet needs on the control machine. Lab nodes boot on an
+# overlay of this machine's root, so the packages the Ansible roles install
+# on hosts (python3-psutil, systemd-container, haproxy, rsync) must be here too.
+DEB_PACKAGES := systemd-container systemd haproxy openssh-server openssh-client git \
+                python3 python3-venv python3-psutil rsync iproute2 ca-certificates
+
+# Pure core, type-checked strictly (no I/O modules).
+MYPY_CORE := fleet/model.py fleet/errors.py fleet/inventory.py fleet/probe.py fleet/provision.py \
+             fleet/hostkeys.py fleet/lab/plan.py fleet/exec/base.py fleet/exec/recording.py fleet/state.py
+
+.PHONY: install demo test lint unit lab-test clean-lab help
+
+help:
+	@echo "make demo   install, boot a 3-host lab, provision it, print its health"
+	@echo "make test   install, lint, type-check, run every test (lab tests included)"
+
+install: $(STAMPS)/venv
+
+$(STAMPS)/deb: Makefile
+	@mkdir -p $(STAMPS)
+	@missing=""; for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: pyproject.toml $(STAMPS)/deb
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+demo: install
+	$(BIN)/fleet lab.up --nodes 3
+	$(BIN)/fleet nodes.provision
+	$(BIN)/fleet nodes.status
+
+lint: install
+	$(BIN)/ruff check fleet tests tasks.py bench
+	$(BIN)/mypy $(MYPY_CORE)
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+test: install lint
+	@$(BIN)/pytest -q tests; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
+
+clean-lab: install
+	$(BIN)/fleet lab.down

@@ -1,0 +1,291 @@
+"""fleet.state.Store: schema, audit log, locks."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import fleet.state
+from fleet.errors import FleetError, LockHeld
+from fleet.state import SCHEMA_VERSION, AuditEntry, Store
+
+DEAD_PID = 4194303  # pid_max is at most 4194304 on Linux: practically never a live process
+
+
+@pytest.fixture(autouse=True)
+def actor(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SUDO_USER", "alice")
+    return "alice"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state.db"
+
+
+@pytest.fixture
+def store(db_path: Path) -> Iterator[Store]:
+    s = Store(db_path)
+    yield s
+    s.close()
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(str(path), isolation_level=None)
+
+
+def insert_lock(path: Path, name: str, holder: str, client: str, pid: int, command: str, at: str) -> None:
+    db = raw(path)
+    try:
+        db.execute(
+            "INSERT INTO locks (name, holder, client, pid, command, acquired_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (name, holder, client, pid, command, at),
+        )
+    finally:
+        db.close()
+
+
+def lock_rows(path: Path) -> list[tuple[object, ...]]:
+    db = raw(path)
+    try:
+        return db.execute("SELECT name, holder, client, pid, command FROM locks ORDER BY name").fetchall()
+    finally:
+        db.close()
+
+
+# -- schema -----------------------------------------------------------------------------
+def test_open_creates_schema(store: Store, db_path: Path) -> None:
+    assert SCHEMA_VERSION == len(fleet.state.MIGRATIONS) == 1
+    assert store.version == SCHEMA_VERSION
+    db = raw(db_path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type IN ('table', 'trigger')")}
+    finally:
+        db.close()
+    assert {"audit_log", "locks", "audit_log_no_update", "audit_log_no_delete"} <= tables
+
+
+def test_journal_mode_is_wal(store: Store, db_path: Path) -> None:
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db = raw(db_path)  # WAL is persistent: a fresh connection sees it too
+    try:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        db.close()
+
+
+def test_file_mode_is_0600(store: Store, db_path: Path) -> None:
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+
+
+def test_existing_world_readable_file_is_tightened(db_path: Path) -> None:
+    raw(db_path).close()
+    db_path.chmod(0o644)
+    Store(db_path).close()
+    assert stat.S_IMODE(db_path.stat().st_mode) == 0o600
+
+
+def test_missing_parent_is_created_0700(tmp_path: Path) -> None:
+    path = tmp_path / "home" / "state.db"
+    Store(path).close()
+    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    assert path.is_file()
+
+
+def test_reopen_keeps_entries_and_does_not_rerun_migrations(db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = Store(db_path)
+    s.audit("nodes.enroll", {"names": ["node1"]}, "ok", "task")
+    before = s.audit_entries()
+    s.close()
+
+    def no_migrations(script: str) -> list[str]:
+        raise AssertionError("migrations ran again")
+
+    monkeypatch.setattr(fleet.state, "_split_sql", no_migrations)
+    s2 = Store(db_path)
+    try:
+        assert s2.version == SCHEMA_VERSION
+        assert s2.audit_entries() == before
+        assert len(before) == 1
+    finally:
+        s2.close()
+
+
+def test_newer_schema_is_refused(db_path: Path) -> None:
+    db = raw(db_path)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(FleetError) as info:
+        Store(db_path)
+    assert str(info.value) == (
+        f"{db_path} has schema v{SCHEMA_VERSION + 1}, newer than this fleet (v{SCHEMA_VERSION}); upgrade fleet"
+    )
+    db = raw(db_path)
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+        assert db.execute("SELECT name FROM sqlite_master").fetchall() == []  # nothing migrated
+    finally:
+        db.close()
+
+
+def test_split_sql_keeps_trigger_bodies_whole() -> None:
+    statements = fleet.state._split_sql(fleet.state.MIGRATIONS[0])
+    assert len(statements) == 4
+    assert statements[1].startswith("CREATE TRIGGER audit_log_no_update")
+    assert statements[1].endswith("END;")
+
+
+# -- audit ------------------------------------------------------------------------------
+def test_audit_appends_entries(store: Store) -> None:
+    store.audit("lab.up", {"nodes": 3, "fresh": True}, "ok", "task", detail="3 nodes")
+    store.audit("nodes.provision", {"names": ["node2"]}, "failed", "shell")
+    store.audit("nodes.status", {}, "interrupted", "cron")
+    entries = store.audit_entries()
+    assert [(e.id, e.actor, e.source, e.client, e.command, e.args, e.outcome, e.detail) for e in entries] == [
+        (1, "alice", "task", socket.gethostname(), "lab.up", {"fresh": True, "nodes": 3}, "ok", "3 nodes"),
+        (2, "alice", "shell", socket.gethostname(), "nodes.provision", {"names": ["node2"]}, "failed", ""),
+        (3, "alice", "cron", socket.gethostname(), "nodes.status", {}, "interrupted", ""),
+    ]
+    assert all(isinstance(e, AuditEntry) for e in entries)
+    assert all(e.at.endswith("+00:00") and e.at[10] == "T" for e in entries)
+
+
+def test_audit_args_are_stored_as_sorted_json(store: Store, db_path: Path) -> None:
+    store.audit("x", {"b": 1, "a": 2}, "ok", "task")
+    db = raw(db_path)
+    try:
+        assert db.execute("SELECT args FROM audit_log").fetchone()[0] == '{"a": 2, "b": 1}'
+    finally:
+        db.close()
+
+
+def test_audit_entries_limit_keeps_the_newest_in_order(store: Store) -> None:
+    for i in range(5):
+        store.audit(f"cmd{i}", {"i": i}, "ok", "task")
+    assert [e.command for e in store.audit_entries(limit=2)] == ["cmd3", "cmd4"]
+    assert [e.command for e in store.audit_entries()] == ["cmd0", "cmd1", "cmd2", "cmd3", "cmd4"]
+
+
+def test_actor_falls_back_to_the_login_user(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+
+    monkeypatch.delenv("SUDO_USER")
+    store.audit("x", {}, "ok", "task")
+    assert store.audit_entries()[0].actor == getpass.getuser()
+
+
+@pytest.mark.parametrize("source", ["web", "", "TASK", "tasks"])
+def test_bad_audit_source(store: Store, source: str) -> None:
+    with pytest.raises(ValueError) as info:
+        store.audit("x", {}, "ok", source)
+    assert str(info.value) == f"audit source must be one of ('task', 'shell', 'cron'), got {source!r}"
+    assert store.audit_entries() == []
+
+
+def test_audit_log_is_append_only(store: Store, db_path: Path) -> None:
+    store.audit("lab.up", {"nodes": 3}, "ok", "task")
+    before = store.audit_entries()
+    with pytest.raises(sqlite3.IntegrityError, match="audit_log is append-only"):
+        store.db.execute("UPDATE audit_log SET outcome = 'failed'")
+    with pytest.raises(sqlite3.IntegrityError, match="audit_log is append-only"):
+        store.db.execute("DELETE FROM audit_log")
+    db = raw(db_path)  # also for any other connection
+    try:
+        with pytest.raises(sqlite3.IntegrityError, match="audit_log is append-only"):
+            db.execute("DELETE FROM audit_log WHERE id = 1")
+    finally:
+        db.close()
+    assert store.audit_entries() == before
+
+
+def test_audit_log_rejects_bad_source_in_sql(store: Store) -> None:
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK constraint failed"):
+        store.db.execute(
+            "INSERT INTO audit_log (at, actor, source, client, command, args, outcome) VALUES ('t', 'a', 'web', 'c', 'x', '{}', 'ok')"
+        )
+
+
+# -- locks ------------------------------------------------------------------------------
+def test_lock_row_exists_while_held_and_is_removed_after(store: Store, db_path: Path) -> None:
+    with store.lock("fleet", "nodes.provision"):
+        assert lock_rows(db_path) == [("fleet", "alice", socket.gethostname(), os.getpid(), "nodes.provision")]
+    assert lock_rows(db_path) == []
+
+
+def test_lock_is_released_when_the_block_raises(store: Store, db_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="boom"), store.lock("fleet", "lab.up"):
+        raise RuntimeError("boom")
+    assert lock_rows(db_path) == []
+
+
+def test_lock_held_by_another_live_process(store: Store, db_path: Path) -> None:
+    holder_pid = os.getppid()
+    assert Path(f"/proc/{holder_pid}").exists()
+    insert_lock(db_path, "fleet", "bob", socket.gethostname(), holder_pid, "nodes.provision", "2026-01-02T03:04:05.678+00:00")
+    other = Store(db_path)
+    try:
+        with pytest.raises(LockHeld) as info, other.lock("fleet", "lab.down"):
+            pytest.fail("the lock was granted")
+    finally:
+        other.close()
+    assert str(info.value) == (
+        f"fleet is locked by bob@{socket.gethostname()} (pid {holder_pid}, `nodes.provision`) "
+        "since 2026-01-02T03:04:05.678+00:00; wait for it to finish and try again"
+    )
+    assert info.value.exit_code == 4
+    # the holder's row is untouched
+    assert lock_rows(db_path) == [("fleet", "bob", socket.gethostname(), holder_pid, "nodes.provision")]
+
+
+def test_second_store_in_this_process_is_refused_while_first_holds(db_path: Path) -> None:
+    first, second = Store(db_path), Store(db_path)
+    try:
+        with first.lock("fleet", "nodes.provision"):
+            with pytest.raises(LockHeld) as info, second.lock("fleet", "lab.up"):
+                pytest.fail("the lock was granted twice")
+            assert f"fleet is locked by alice@{socket.gethostname()} (pid {os.getpid()}, `nodes.provision`)" in str(info.value)
+            assert lock_rows(db_path) == [("fleet", "alice", socket.gethostname(), os.getpid(), "nodes.provision")]
+        with second.lock("fleet", "lab.up"):
+            assert lock_rows(db_path) == [("fleet", "alice", socket.gethostname(), os.getpid(), "lab.up")]
+        assert lock_rows(db_path) == []
+    finally:
+        first.close()
+        second.close()
+
+
+def test_lock_of_a_dead_process_is_taken_over(store: Store, db_path: Path) -> None:
+    if Path(f"/proc/{DEAD_PID}").exists():
+        pytest.skip(f"pid {DEAD_PID} happens to be alive")
+    insert_lock(db_path, "fleet", "bob", socket.gethostname(), DEAD_PID, "nodes.provision", "2026-01-02T03:04:05.678+00:00")
+    with store.lock("fleet", "lab.up"):
+        assert lock_rows(db_path) == [("fleet", "alice", socket.gethostname(), os.getpid(), "lab.up")]
+    assert lock_rows(db_path) == []
+
+
+def test_lock_from_another_machine_is_never_taken_over(store: Store, db_path: Path) -> None:
+    insert_lock(db_path, "fleet", "bob", "laptop.example", DEAD_PID, "nodes.provision", "2026-01-02T03:04:05.678+00:00")
+    with pytest.raises(LockHeld) as info, store.lock("fleet", "lab.up"):
+        pytest.fail("the lock was granted")
+    assert str(info.value).startswith("fleet is locked by bob@laptop.example (pid 4194303, `nodes.provision`)")
+    assert lock_rows(db_path) == [("fleet", "bob", "laptop.example", DEAD_PID, "nodes.provision")]
+
+
+def test_different_lock_names_are_independent(store: Store, db_path: Path) -> None:
+    insert_lock(db_path, "lab", "bob", socket.gethostname(), os.getppid(), "lab.up", "2026-01-02T03:04:05.678+00:00")
+    with store.lock("fleet", "nodes.provision"):
+        assert [r[0] for r in lock_rows(db_path)] == ["fleet", "lab"]
+    assert lock_rows(db_path) == [("lab", "bob", socket.gethostname(), os.getppid(), "lab.up")]
+
+
+def test_audit_entry_args_round_trip_json(store: Store) -> None:
+    args = {"names": ["node1", "node2"], "replace": False, "fingerprint": None}
+    store.audit("nodes.enroll", args, "ok", "task")
+    assert store.audit_entries()[0].args == json.loads(json.dumps(args))
