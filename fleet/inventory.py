@@ -40,7 +40,7 @@ def load_inventory(path: str | os.PathLike[str]) -> Inventory:
     try:
         text = p.read_text()
     except FileNotFoundError:
-        raise ConfigError(str(p), "", "inventory file not found; run `fleet lab.up` or `fleet inventory.use PATH`") from None
+        raise ConfigError(str(p), "", "inventory file not found; check the path, or run `fleet lab.up` for a local lab") from None
     except OSError as e:
         raise ConfigError(str(p), "", f"cannot read inventory: {e.strerror}") from None
     return parse_inventory(text, str(p))

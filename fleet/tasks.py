@@ -155,13 +155,26 @@ def heal(c: Context, node: str) -> None:
 
 
 # ------------------------------------------------------------------------- nodes
-@task(help={"json": "print a JSON list, one object per host", "node": "only these hosts (repeatable)"}, iterable=["node"])
+@task(
+    help={
+        "json": "print a JSON list, one object per host",
+        "node": "only these hosts (repeatable)",
+        "dry-run": "print the commands it would run on each host, run nothing",
+    },
+    iterable=["node"],
+)
 @fleet_task()
-def nodes_status(c: Context, json_: bool = False, node: list[str] | None = None) -> None:
+def nodes_status(c: Context, json_: bool = False, node: list[str] | None = None, dry_run: bool = False) -> None:
     """Health of every host: reachability, load, CPU, memory, disk, uptime, systemd."""
     from fleet.probe import render_table
     from fleet.services import nodes
 
+    if dry_run:
+        recorder = RecordingExecutor()
+        nodes.status(Fleet.open(executor=recorder), node or None)
+        for call in sorted(recorder.calls, key=lambda c: c.host):
+            _out(call.describe())
+        return
     fleet = Fleet.open()
     try:
         rows = nodes.status(fleet, node or None)

@@ -396,7 +396,7 @@ def test_load_inventory_missing_file(tmp_path: Path) -> None:
     path = tmp_path / "nope" / "inventory.yml"
     with pytest.raises(ConfigError) as info:
         load_inventory(path)
-    assert str(info.value) == f"{path}: inventory file not found; run `fleet lab.up` or `fleet inventory.use PATH`"
+    assert str(info.value) == f"{path}: inventory file not found; check the path, or run `fleet lab.up` for a local lab"
     assert info.value.source == str(path)
     assert info.value.key_path == ""
     assert not path.parent.exists()
