@@ -7,16 +7,19 @@ find and remove leftovers (orphaned container inits, mounts, links).
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from fleet.errors import HealthcheckTimeout, PrerequisiteError, UsageError
+from fleet.errors import HealthcheckTimeout, LockHeld, PrerequisiteError, UsageError
 from fleet.exec.base import fan_out
 from fleet.exec.local import run_local
 from fleet.hostkeys import HostKey, read_known_hosts, with_pinned, write_known_hosts
@@ -143,6 +146,27 @@ def _link_state(name: str) -> str:
     return "up" if flags & 0x1 else "down"
 
 
+# -- the lab lock: one lab.up/down/kill/partition/heal at a time on this machine
+LOCK_FILE = Path("/run/fleet-lab.lock")
+
+
+@contextmanager
+def lab_lock(what: str) -> Iterator[None]:
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+            raise LockHeld(f"the lab is busy: {holder}; wait for it to finish and try again") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"`fleet {what}` (pid {os.getpid()})".encode(), 0)
+        yield
+    finally:
+        os.close(fd)
+
+
 # -- status -------------------------------------------------------------------
 def known_lab_nodes() -> list[LabNode]:
     """Nodes with any trace on this machine: a directory, a process or a link."""
@@ -199,6 +223,11 @@ def remove_node(node: LabNode) -> None:
 
 def down() -> list[str]:
     check_prerequisites()
+    with lab_lock("lab.down"):
+        return _down()
+
+
+def _down() -> list[str]:
     removed = []
     for node in known_lab_nodes():
         remove_node(node)
@@ -317,6 +346,11 @@ def up(settings: Settings, count: int) -> list[LabNodeStatus]:
     check_prerequisites()
     if not 1 <= count <= MAX_NODES:
         raise UsageError(f"--nodes must be from 1 to {MAX_NODES}, got {count}")
+    with lab_lock("lab.up"):
+        return _up(settings, count)
+
+
+def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
     _ensure_lab_dir()
     _ensure_bridge()
     pubkey = _ensure_key()
@@ -392,6 +426,12 @@ def _existing(name: str) -> LabNode:
 
 
 def kill(name: str) -> LabNodeStatus:
+    check_prerequisites()
+    with lab_lock("lab.kill " + name):
+        return _kill(name)
+
+
+def _kill(name: str) -> LabNodeStatus:
     """Power cut: SIGKILL the container's init, so its whole PID namespace dies at once."""
     check_prerequisites()
     node = _existing(name)
@@ -402,6 +442,11 @@ def kill(name: str) -> LabNodeStatus:
 
 def partition(name: str) -> LabNodeStatus:
     check_prerequisites()
+    with lab_lock("lab.partition " + name):
+        return _partition(name)
+
+
+def _partition(name: str) -> LabNodeStatus:
     node = _existing(name)
     run_local(("ip", "link", "set", node.veth, "down"))
     return node_status(node)
@@ -409,6 +454,11 @@ def partition(name: str) -> LabNodeStatus:
 
 def heal(name: str) -> LabNodeStatus:
     check_prerequisites()
+    with lab_lock("lab.heal " + name):
+        return _heal(name)
+
+
+def _heal(name: str) -> LabNodeStatus:
     node = _existing(name)
     run_local(("ip", "link", "set", node.veth, "up"))
     return node_status(node)

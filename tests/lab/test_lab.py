@@ -193,6 +193,16 @@ def test_bad_input_changes_nothing(lab: Path, tmp_path: Path) -> None:
     assert res.code != 0 and "no host named 'ghost'" in res.stderr
 
 
+def test_lab_commands_wait_their_turn(lab: Path) -> None:
+    with lab_service.lab_lock("lab.up (held by the test)"):
+        res = run_fleet(lab, "lab.partition", "node2")
+    assert res.code == 4, res.stderr
+    assert res.stderr.strip() == (
+        f"fleet: error: the lab is busy: `fleet lab.up (held by the test)` (pid {os.getpid()}); wait for it to finish and try again"
+    )
+    assert lab_service.node_status(LabNode(2)).link == "up"
+
+
 def test_lab_needs_root_and_nspawn(lab: Path) -> None:
     nobody_home = tempfile.mkdtemp(prefix="fleet-nobody-")
     nobody = pwd.getpwnam("nobody")
