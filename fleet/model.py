@@ -20,10 +20,48 @@ FLEET_GROUPS = (DYNO_GROUP, ROUTER_GROUP)
 HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?$")
 HOST_NAME_RULE = "lowercase letters, digits, '.', '_' and '-', starting and ending with a letter or digit, at most 63 characters"
 
+# Heroku's rule for app names.
+APP_NAME_RE = re.compile(r"[a-z][a-z0-9-]{2,29}")
+APP_NAME_RULE = "a lowercase letter first, then lowercase letters, digits and dashes, 3 to 30 characters in all"
+
 # ansible_host: an IPv4/IPv6 literal or a DNS name.
 ADDRESS_RE = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|[0-9A-Fa-f:.]+)$")
 # ansible_user: a POSIX user name.
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+
+
+def validate_app_name(name: str) -> str:
+    from fleet.errors import UsageError
+
+    if not isinstance(name, str) or not APP_NAME_RE.fullmatch(name):
+        raise UsageError(f"{name!r} is not a valid app name: use {APP_NAME_RULE}")
+    return name
+
+
+@dataclass(frozen=True)
+class App:
+    name: str
+    created_at: str
+    buildpack: str = ""
+
+
+@dataclass(frozen=True)
+class Build:
+    app: str
+    number: int
+    status: str
+    slug_sha256: str
+    slug_size: int
+    commit: str
+    buildpack: str
+    process_types: tuple[tuple[str, str], ...]
+    source: str
+    created_at: str
+    duration: float
+
+    @property
+    def slug_id(self) -> str:
+        return self.slug_sha256[:12]
 
 
 @dataclass(frozen=True)

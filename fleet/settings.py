@@ -32,6 +32,52 @@ class Settings:
         home = Path(env.get("FLEET_HOME") or Path.home() / ".fleet").expanduser()
         return cls(home=home, inventory_override=inventory or env.get("FLEET_INVENTORY") or None)
 
+    # -- tunables: FLEET_<NAME> in the environment, else config.yml, else the default
+    def number(self, key: str, default: float) -> float:
+        raw = os.environ.get(f"FLEET_{key.upper()}")
+        source = f"FLEET_{key.upper()}"
+        if raw is None:
+            raw = self.read_config().get(key)
+            source = f"{self.config_file}: {key}"
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            raise ConfigError(source, "", f"must be a number, got {raw!r}") from None
+        if value <= 0:
+            raise ConfigError(source, "", f"must be above 0, got {raw!r}")
+        return value
+
+    @property
+    def slug_max_bytes(self) -> int:
+        return int(self.number("slug_max_mb", 500) * 1e6)
+
+    @property
+    def slug_warn_bytes(self) -> int:
+        return int(self.number("slug_warn_mb", 300) * 1e6)
+
+    @property
+    def build_timeout(self) -> float:
+        return self.number("build_timeout", 900)
+
+    @property
+    def keep_slugs(self) -> int:
+        """How many recent builds per app keep their slug from `slugs.gc`."""
+        return int(self.number("keep_slugs", 5))
+
+    @property
+    def slugs_dir(self) -> Path:
+        return self.home / "slugs"
+
+    @property
+    def repos_dir(self) -> Path:
+        return self.home / "repos"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.home / "cache"
+
     @property
     def config_file(self) -> Path:
         return self.home / "config.yml"

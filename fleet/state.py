@@ -14,12 +14,13 @@ import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from fleet.errors import FleetError, LockHeld
+from fleet.model import App, Build
 
 #: Schema migrations; entry N takes the schema from version N to N+1.
 #: Append only: never edit a migration that has shipped.
@@ -48,6 +49,29 @@ MIGRATIONS: tuple[str, ...] = (
         command TEXT NOT NULL,
         acquired_at TEXT NOT NULL
     );
+    """,
+    """
+    CREATE TABLE apps (
+        name TEXT PRIMARY KEY,
+        created_at TEXT NOT NULL,
+        buildpack TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE builds (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        number INTEGER NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('succeeded')),
+        slug_sha256 TEXT NOT NULL,
+        slug_size INTEGER NOT NULL,
+        commit_sha TEXT NOT NULL DEFAULT '',
+        buildpack TEXT NOT NULL,
+        process_types TEXT NOT NULL,
+        source TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        duration REAL NOT NULL,
+        UNIQUE (app, number)
+    );
+    CREATE INDEX builds_slug ON builds (slug_sha256);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -141,6 +165,60 @@ class Store:
         rows = self.db.execute("SELECT * FROM audit_log ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [AuditEntry(**{**dict(r), "args": json.loads(r["args"])}) for r in reversed(rows)]
 
+    # -- apps and builds ----------------------------------------------------------
+    def create_app(self, name: str, buildpack: str = "") -> App:
+        app = App(name=name, created_at=utcnow(), buildpack=buildpack)
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
+                raise FleetError(f"app {name} already exists; pick another name")
+            db.execute("INSERT INTO apps (name, created_at, buildpack) VALUES (?, ?, ?)", (app.name, app.created_at, buildpack))
+        return app
+
+    def find_app(self, name: str) -> App | None:
+        row = self.db.execute("SELECT * FROM apps WHERE name = ?", (name,)).fetchone()
+        return None if row is None else App(row["name"], row["created_at"], row["buildpack"])
+
+    def app(self, name: str) -> App:
+        found = self.find_app(name)
+        if found is None:
+            raise FleetError(f"no app named {name!r}; `fleet apps.list` shows the apps, `fleet apps.create NAME` makes one")
+        return found
+
+    def apps(self) -> list[App]:
+        rows = self.db.execute("SELECT * FROM apps ORDER BY name").fetchall()
+        return [App(r["name"], r["created_at"], r["buildpack"]) for r in rows]
+
+    def delete_app(self, name: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM apps WHERE name = ?", (name,))
+
+    def add_build(self, build: Build) -> Build:
+        """Record a succeeded build; its number is the app's next one."""
+        with self.transaction() as db:
+            number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE app = ?", (build.app,)).fetchone()[0]
+            db.execute(
+                "INSERT INTO builds (app, number, status, slug_sha256, slug_size, commit_sha, buildpack, process_types,"
+                " source, created_at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    build.app, number, build.status, build.slug_sha256, build.slug_size, build.commit, build.buildpack,
+                    json.dumps(dict(build.process_types)), build.source, build.created_at, build.duration,
+                ),
+            )  # fmt: skip
+        return replace(build, number=number)
+
+    def builds(self, app: str, limit: int = 100) -> list[Build]:
+        rows = self.db.execute("SELECT * FROM builds WHERE app = ? ORDER BY number DESC LIMIT ?", (app, limit)).fetchall()
+        return [_build(r) for r in rows]
+
+    def slugs_in_use(self, keep_per_app: int) -> set[str]:
+        """Slugs of each app's ``keep_per_app`` most recent builds."""
+        rows = self.db.execute(
+            "SELECT slug_sha256 FROM (SELECT slug_sha256, ROW_NUMBER() OVER (PARTITION BY app ORDER BY number DESC) AS n"
+            " FROM builds) WHERE n <= ?",
+            (keep_per_app,),
+        ).fetchall()
+        return {r[0] for r in rows}
+
     # -- locks ----------------------------------------------------------------
     @contextmanager
     def lock(self, name: str, command: str) -> Iterator[None]:
@@ -162,6 +240,14 @@ class Store:
         finally:
             with self.transaction() as db:
                 db.execute("DELETE FROM locks WHERE name = ? AND pid = ? AND client = ?", (name, me[2], me[1]))
+
+
+def _build(r: sqlite3.Row) -> Build:
+    return Build(
+        app=r["app"], number=r["number"], status=r["status"], slug_sha256=r["slug_sha256"], slug_size=r["slug_size"],
+        commit=r["commit_sha"], buildpack=r["buildpack"], process_types=tuple(json.loads(r["process_types"]).items()),
+        source=r["source"], created_at=r["created_at"], duration=r["duration"],
+    )  # fmt: skip
 
 
 def _stale(row: sqlite3.Row) -> bool:

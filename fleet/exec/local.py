@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 
 from fleet.errors import FleetError, RemoteTimeout
 from fleet.exec.base import CommandResult
@@ -57,3 +60,53 @@ class LocalExecutor:
 
     def close(self) -> None:
         pass
+
+
+def stream_local(
+    argv: Sequence[str],
+    on_line: Callable[[str], None],
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+) -> int:
+    """Run argv, passing each output line (stdout and stderr merged) to on_line; return the exit code.
+
+    On timeout the process group is killed and RemoteTimeout raised.
+    """
+    argv = tuple(argv)
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=None if env is None else dict(env),
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise FleetError(f"{argv[0]}: command not found; run `make install` to install what fleet needs") from None
+    assert proc.stdout is not None
+    timer = None
+    expired = threading.Event()
+    if timeout is not None:
+
+        def expire() -> None:
+            expired.set()
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        for raw in proc.stdout:
+            on_line(raw.decode(errors="replace").rstrip("\n"))
+        code = proc.wait()
+    finally:
+        if timer is not None:
+            timer.cancel()
+    if expired.is_set():
+        raise RemoteTimeout(LOCALHOST, f"{argv[0]} did not finish within {timeout:g}s")
+    return code

@@ -1,0 +1,112 @@
+"""Apps: create (with a git repository to push to), list, info, destroy."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fleet.context import Fleet
+from fleet.errors import UsageError
+from fleet.exec.local import run_local
+from fleet.model import App, validate_app_name
+from fleet.services.builds import validate_buildpack_setting
+
+HOOK_NAME = "pre-receive"
+
+
+@dataclass(frozen=True)
+class AppInfo:
+    app: App
+    git_url: str
+    git_path: str
+    builds: int
+    last_slug: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.app.name,
+            "created_at": self.app.created_at,
+            "buildpack": self.app.buildpack,
+            "git_url": self.git_url,
+            "git_path": self.git_path,
+            "builds": self.builds,
+            "last_slug": self.last_slug,
+        }
+
+
+def repo_path(fleet: Fleet, name: str) -> Path:
+    return fleet.settings.repos_dir / f"{name}.git"
+
+
+def git_url(fleet: Fleet, name: str) -> str:
+    """ssh://USER@HOST/path when the control machine's SSH address is set (git_host), else the local path."""
+    host = fleet.settings.read_config().get("git_host")
+    path = repo_path(fleet, name)
+    if host:
+        user = fleet.settings.read_config().get("git_user", "root")
+        return f"ssh://{user}@{host}{path}"
+    return str(path)
+
+
+def hook_script(home: Path, app: str) -> str:
+    python = sys.executable
+    return (
+        "#!/bin/sh\n"
+        "# Installed by fleet: a push to main (or master) builds the app; a failed build rejects the push.\n"
+        f"exec env FLEET_HOME={shlex.quote(str(home))} {shlex.quote(python)} -m fleet.gitreceive {shlex.quote(app)}\n"
+    )
+
+
+def create(fleet: Fleet, name: str, buildpack: str = "") -> AppInfo:
+    validate_app_name(name)
+    validate_buildpack_setting(buildpack)
+    if fleet.store.find_app(name) is not None:
+        raise UsageError(f"app {name} already exists; pick another name")
+    repos = fleet.settings.repos_dir
+    repos.mkdir(mode=0o700, parents=True, exist_ok=True)
+    final = repo_path(fleet, name)
+    if final.exists():
+        raise UsageError(f"{final} already exists but no app {name} does; move it away first")
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=repos))
+    try:
+        run_local(("git", "init", "--quiet", "--bare", "--initial-branch=main", str(staging)))
+        run_local(("git", f"--git-dir={staging}", "config", "receive.denyDeletes", "false"))
+        hook = staging / "hooks" / HOOK_NAME
+        hook.write_text(hook_script(fleet.settings.home, name))
+        os.chmod(hook, 0o755)
+        fleet.store.create_app(name, buildpack)
+        os.rename(staging, final)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if fleet.store.find_app(name) is not None and not final.exists():
+            fleet.store.delete_app(name)
+        raise
+    return info(fleet, name)
+
+
+def info(fleet: Fleet, name: str) -> AppInfo:
+    app = fleet.store.app(name)
+    builds = fleet.store.builds(name, limit=1000)
+    return AppInfo(
+        app=app,
+        git_url=git_url(fleet, name),
+        git_path=str(repo_path(fleet, name)),
+        builds=len(builds),
+        last_slug=builds[0].slug_sha256 if builds else None,
+    )
+
+
+def destroy(fleet: Fleet, name: str, confirm: str) -> None:
+    app = fleet.store.app(name)
+    if confirm != name:
+        raise UsageError(f"destroying {name} deletes its builds and repository; confirm with `--confirm {name}`")
+    with fleet.store.lock(f"app:{app.name}", "apps.destroy"):
+        fleet.store.delete_app(app.name)
+        shutil.rmtree(repo_path(fleet, app.name), ignore_errors=True)
+        shutil.rmtree(fleet.settings.cache_dir / app.name, ignore_errors=True)

@@ -1,0 +1,379 @@
+"""Building slugs: source in, buildpacks run in an nspawn container, slug stored.
+
+A failed build leaves nothing behind but its audit entry: no slug, no build
+record, no work directory. The cache directory of the app is the only state
+a buildpack can keep between builds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.context import Fleet
+from fleet.errors import RemoteTimeout, UsageError
+from fleet.exec.local import run_local, stream_local
+from fleet.model import Build
+from fleet.slug.compiler import (
+    BUILD_UID,
+    BUILD_USER,
+    DETECT_ORDER,
+    BuildContainer,
+    BuildError,
+    human_size,
+    is_noise,
+    parse_release,
+    slug_tar_argv,
+)
+from fleet.slug.procfile import merge_process_types, parse_procfile
+from fleet.slug.slugignore import is_ignored, parse_slugignore
+from fleet.slug.source import check_tar_members, check_tree
+from fleet.slugstore import SlugStore
+from fleet.state import utcnow
+
+log = logging.getLogger(__name__)
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
+BUILDPACKS_DIR = PROJECT_DIR / "buildpacks"
+STACK_DIR = Path("/var/lib/fleet/stacks/host")
+#: Build workspaces live on a tmpfs: buildpacks write many small files.
+BUILD_WORK_DIR = Path("/var/lib/fleet/builds")
+BUILD_WORK_SIZE = "8g"
+Output = Callable[[str], None]
+
+
+# -- sources --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DirectorySource:
+    path: Path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def commit(self) -> str:
+        return ""
+
+    def materialize(self, dest: Path, work: Path) -> None:
+        if not self.path.is_dir():
+            raise UsageError(f"{self.path} is not a directory or a .tar/.tar.gz file")
+        check_tree(self.path)
+        shutil.copytree(self.path, dest, symlinks=True, ignore=shutil.ignore_patterns(".git"))
+
+
+@dataclass(frozen=True)
+class TarballSource:
+    path: Path
+
+    def describe(self) -> str:
+        return str(self.path)
+
+    def commit(self) -> str:
+        return ""
+
+    def materialize(self, dest: Path, work: Path) -> None:
+        try:
+            with tarfile.open(self.path) as tar:
+                members = tar.getmembers()
+                check_tar_members(members)
+                dest.mkdir()
+                tar.extractall(dest, members=members)  # noqa: S202 - every member checked above
+        except tarfile.TarError as e:
+            raise UsageError(f"{self.path} is not a readable tarball: {e}") from None
+
+
+@dataclass(frozen=True)
+class GitSource:
+    git_dir: Path
+    sha: str
+
+    def describe(self) -> str:
+        return f"commit {self.sha[:7]}"
+
+    def commit(self) -> str:
+        return self.sha
+
+    def materialize(self, dest: Path, work: Path) -> None:
+        tar_path = work / "source.tar"
+        with open(tar_path, "wb") as out:
+            proc = subprocess.run(
+                ("git", f"--git-dir={self.git_dir}", "archive", "--format=tar", self.sha),
+                stdout=out,
+                stderr=subprocess.PIPE,
+                text=False,
+                check=False,
+            )
+        if proc.returncode != 0:
+            raise BuildError(f"git archive {self.sha[:7]} failed: {proc.stderr.decode(errors='replace').strip()}")
+        TarballSource(tar_path).materialize(dest, work)
+        tar_path.unlink()
+
+
+Source = DirectorySource | TarballSource | GitSource
+
+
+def source_for(path: str) -> Source:
+    p = Path(path)
+    if p.is_dir():
+        return DirectorySource(p.resolve())
+    if p.is_file() and (tarfile.is_tarfile(p)):
+        return TarballSource(p.resolve())
+    if not p.exists():
+        raise UsageError(f"{path} does not exist; give the app's directory or a .tar.gz of it")
+    raise UsageError(f"{path} is not a directory or a .tar/.tar.gz file")
+
+
+# -- the build environment on the control machine --------------------------------------
+def ensure_build_environment() -> None:
+    """The stack (read-only bind of /), its /app mount point, and the unprivileged build user.
+
+    The same things the dyno_host role makes on hosts; idempotent.
+    """
+    if os.geteuid() != 0:
+        from fleet.errors import PrerequisiteError
+
+        raise PrerequisiteError("builds run in systemd-nspawn containers and need root; run fleet as root")
+    if shutil.which("systemd-nspawn") is None:
+        from fleet.errors import PrerequisiteError
+
+        raise PrerequisiteError("systemd-nspawn is missing; install it with `apt-get install systemd-container`")
+    Path("/app").mkdir(mode=0o755, exist_ok=True)
+    if run_local(("getent", "passwd", BUILD_USER), check=False).code != 0:
+        run_local(
+            ("useradd", "--system", "--uid", str(BUILD_UID), "--user-group", "--create-home",
+             "--home-dir", f"/home/{BUILD_USER}", "--shell", "/usr/sbin/nologin", BUILD_USER)
+        )  # fmt: skip
+    STACK_DIR.mkdir(parents=True, exist_ok=True)
+    if run_local(("mountpoint", "-q", str(STACK_DIR)), check=False).code != 0:
+        run_local(("mount", "--bind", "-o", "ro", "/", str(STACK_DIR)))
+    BUILD_WORK_DIR.mkdir(parents=True, exist_ok=True)
+    if run_local(("mountpoint", "-q", str(BUILD_WORK_DIR)), check=False).code != 0:
+        run_local(("mount", "-t", "tmpfs", "-o", f"mode=0700,size={BUILD_WORK_SIZE}", "fleet-builds", str(BUILD_WORK_DIR)))
+
+
+def _chown_tree(root: Path, uid: int) -> None:
+    os.lchown(root, uid, uid)
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            os.lchown(os.path.join(dirpath, name), uid, uid)
+
+
+def apply_slugignore(app_dir: Path) -> list[str]:
+    ignore_file = app_dir / ".slugignore"
+    if not ignore_file.is_file():
+        return []
+    patterns = parse_slugignore(ignore_file.read_text(errors="replace"))
+    removed = []
+    for dirpath, dirnames, filenames in os.walk(app_dir, topdown=True):
+        rel_dir = Path(dirpath).relative_to(app_dir).as_posix()
+        for name in list(dirnames):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if is_ignored(patterns, rel, is_dir=True):
+                shutil.rmtree(Path(dirpath) / name)
+                dirnames.remove(name)
+                removed.append(rel + "/")
+        for name in filenames:
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if is_ignored(patterns, rel, is_dir=False):
+                (Path(dirpath) / name).unlink()
+                removed.append(rel)
+    return removed
+
+
+# -- buildpacks -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Buildpack:
+    name: str
+    path: Path
+
+
+def _check_buildpack_dir(path: Path, label: str) -> None:
+    missing = [s for s in ("detect", "compile", "release") if not os.access(path / "bin" / s, os.X_OK)]
+    if missing:
+        raise BuildError(f"buildpack {label} lacks executable bin/{', bin/'.join(missing)}")
+
+
+def validate_buildpack_setting(value: str) -> None:
+    """Refuse a --buildpack value that can never work, before anything is created."""
+    if not value or value in DETECT_ORDER:
+        return
+    if _looks_like_git(value):
+        return
+    p = Path(value)
+    if not p.is_dir():
+        raise UsageError(
+            f"buildpack {value!r} is not one of {', '.join(DETECT_ORDER)}, a buildpack directory, or a git repository"
+        )
+    _check_buildpack_dir(p, value)
+
+
+def _looks_like_git(value: str) -> bool:
+    return value.startswith(("https://", "http://", "git://", "ssh://", "file://", "git@")) or value.endswith(".git")
+
+
+def resolve_buildpacks(setting: str, work: Path, on_line: Output) -> list[Buildpack]:
+    if not setting:
+        return [Buildpack(n, BUILDPACKS_DIR / n) for n in DETECT_ORDER]
+    if setting in DETECT_ORDER:
+        return [Buildpack(setting, BUILDPACKS_DIR / setting)]
+    is_local_repo = (Path(setting) / "HEAD").is_file() and not (Path(setting) / "bin").is_dir()
+    if is_local_repo or (_looks_like_git(setting) and not Path(setting).is_dir()):
+        dest = work / "buildpack"
+        on_line(f"-----> Fetching buildpack {setting}")
+        res = run_local(("git", "clone", "--quiet", "--depth", "1", setting, str(dest)), check=False, timeout=300)
+        if res.code != 0:
+            raise BuildError(f"could not fetch buildpack {setting}: {(res.stderr.strip().splitlines() or ['git failed'])[-1]}")
+        os.chmod(work, 0o711)  # the build user must reach the clone
+        _check_buildpack_dir(dest, setting)
+        return [Buildpack(Path(setting.rstrip("/")).name.removesuffix(".git"), dest)]
+    path = Path(setting)
+    _check_buildpack_dir(path, setting)
+    return [Buildpack(path.name, path.resolve())]
+
+
+# -- the build --------------------------------------------------------------------------
+def build(fleet: Fleet, app_name: str, source: Source, on_line: Output) -> Build:
+    store = fleet.store
+    app = store.app(app_name)
+    settings = fleet.settings
+    started = time.monotonic()
+    deadline = started + settings.build_timeout
+    with store.lock(f"app:{app.name}", "build"):
+        ensure_build_environment()
+        work = Path(tempfile.mkdtemp(prefix=f"{app.name}-", dir=BUILD_WORK_DIR))
+        try:
+            return _build(fleet, app.name, app.buildpack, source, work, deadline, started, on_line)
+        except RemoteTimeout:
+            raise BuildError(
+                f"build exceeded its time limit of {settings.build_timeout:g}s; "
+                "make it faster or raise build_timeout in $FLEET_HOME/config.yml"
+            ) from None
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def _remaining(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise RemoteTimeout("localhost", "time limit reached")
+    return left
+
+
+def _build(
+    fleet: Fleet, app: str, buildpack_setting: str, source: Source, work: Path, deadline: float, started: float, on_line: Output
+) -> Build:
+    settings = fleet.settings
+    app_dir = work / "app"
+    env_dir = work / "env"
+    env_dir.mkdir()
+    on_line(f"-----> Building {app} from {source.describe()}")
+    source.materialize(app_dir, work)
+    removed = apply_slugignore(app_dir)
+    if removed:
+        on_line(f"-----> .slugignore removed {len(removed)} path(s)")
+    cache_dir = settings.cache_dir / app
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(settings.cache_dir, 0o711)
+    _chown_tree(app_dir, BUILD_UID)
+    _chown_tree(cache_dir, BUILD_UID)
+    procfile_types = None
+    if (app_dir / "Procfile").is_file():
+        procfile_types = parse_procfile((app_dir / "Procfile").read_text(errors="replace"))
+
+    candidates = resolve_buildpacks(buildpack_setting, work, on_line)
+    if len(candidates) > 1:
+        on_line(f"-----> Detecting buildpack (order: {', '.join(b.name for b in candidates)})")
+
+    def container(bp: Buildpack) -> BuildContainer:
+        return BuildContainer(STACK_DIR, app_dir, cache_dir, env_dir, bp.path, machine=f"build-{app}")
+
+    chosen: Buildpack | None = None
+    detected_name = ""
+    for bp in candidates:
+        res = run_local(container(bp).detect(), check=False, timeout=_remaining(deadline))
+        if res.code == 0:
+            chosen = bp
+            detected_name = next((ln for ln in res.stdout.splitlines() if ln.strip() and not is_noise(ln)), bp.name).strip()
+            break
+    if chosen is None:
+        if len(candidates) == 1:
+            raise BuildError(f"the {candidates[0].name} buildpack does not detect this app (its bin/detect said no)")
+        raise BuildError(
+            f"no buildpack detected this app (tried: {', '.join(b.name for b in candidates)}); add requirements.txt, "
+            "package.json, index.html or a Procfile, or pick one with `apps.create --buildpack`"
+        )
+    on_line(f"-----> {detected_name} app detected")
+
+    code = stream_local(
+        container(chosen).compile(),
+        lambda line: None if is_noise(line) else on_line(line),
+        timeout=_remaining(deadline),
+    )
+    if code != 0:
+        raise BuildError(f"the {chosen.name} buildpack's compile step failed (exit {code}); see the output above")
+
+    res = run_local(container(chosen).release(), check=False, timeout=_remaining(deadline))
+    if res.code != 0:
+        raise BuildError(f"the {chosen.name} buildpack's release step failed (exit {res.code})")
+    defaults = parse_release("\n".join(ln for ln in res.stdout.splitlines() if not is_noise(ln)), chosen.name)
+    process_types = merge_process_types(defaults, procfile_types)
+    on_line("-----> Discovering process types")
+    if procfile_types:
+        on_line(f"       Procfile declares types -> {', '.join(procfile_types)}")
+    extra = [t for t in defaults if not procfile_types or t not in procfile_types]
+    if extra:
+        on_line(f"       Default types for buildpack -> {', '.join(extra)}")
+    if not process_types:
+        raise BuildError("the app declares no process types: add a Procfile (e.g. 'web: python app.py')")
+
+    slug_tmp = work / "slug.tar.zst"
+    run_local(slug_tar_argv(app_dir, slug_tmp), timeout=_remaining(deadline))
+    size = slug_tmp.stat().st_size
+    if size > settings.slug_max_bytes:
+        raise BuildError(
+            f"slug is {human_size(size)}, over the {human_size(settings.slug_max_bytes)} limit; "
+            "leave big files out with .slugignore"
+        )
+    on_line(f"-----> Compressing... done, {human_size(size)}")
+    if size > settings.slug_warn_bytes:
+        on_line(
+            f" !     Warning: your slug size ({human_size(size)}) exceeds {human_size(settings.slug_warn_bytes)} and may slow deploys"
+        )
+    sha, size = SlugStore(settings.slugs_dir).add(slug_tmp)
+    recorded = fleet.store.add_build(
+        Build(
+            app=app,
+            number=0,
+            status="succeeded",
+            slug_sha256=sha,
+            slug_size=size,
+            commit=source.commit(),
+            buildpack=chosen.name,
+            process_types=tuple(process_types.items()),
+            source=source.describe(),
+            created_at=utcnow(),
+            duration=round(time.monotonic() - started, 3),
+        )
+    )
+    on_line(f"-----> Build {recorded.number} succeeded: slug {recorded.slug_id} ({human_size(size)})")
+    return recorded
+
+
+def gc_slugs(fleet: Fleet) -> tuple[int, int]:
+    """Remove slugs no recent build refers to; return (count, bytes) removed."""
+    store = SlugStore(fleet.settings.slugs_dir)
+    with fleet.store.lock("slugs", "slugs.gc"):
+        keep = fleet.store.slugs_in_use(fleet.settings.keep_slugs)
+        removed = freed = 0
+        for sha in store.all():
+            if sha not in keep:
+                freed += store.remove(sha)
+                removed += 1
+    return removed, freed

@@ -1,0 +1,1 @@
+"""Slug compilation: Procfile and .slugignore rules, source checks, the build container."""

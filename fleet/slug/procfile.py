@@ -1,0 +1,48 @@
+"""Heroku's Procfile: ``<process type>: <command>`` per line (pure)."""
+
+from __future__ import annotations
+
+import re
+
+from fleet.errors import FleetError
+
+PROCESS_TYPE_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
+LINE_RE = re.compile(r"^([^:\s]*)\s*:\s*(.*)$")
+
+
+class ProcfileError(FleetError):
+    pass
+
+
+def parse_procfile(text: str) -> dict[str, str]:
+    """Process types in file order. Blank lines and ``#`` comments are skipped."""
+    types: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "\0" in line:
+            raise ProcfileError(f"Procfile line {number}: contains a NUL byte")
+        m = LINE_RE.match(line)
+        if not m:
+            raise ProcfileError(f"Procfile line {number}: expected '<process type>: <command>', got {line[:60]!r}")
+        name, command = m.group(1), m.group(2).strip()
+        if not PROCESS_TYPE_RE.fullmatch(name):
+            raise ProcfileError(
+                f"Procfile line {number}: process type {name!r} is not valid: use letters, digits, '_' and '-' (at most 63)"
+            )
+        if not command:
+            raise ProcfileError(f"Procfile line {number}: process type {name!r} has no command")
+        if name in types:
+            raise ProcfileError(f"Procfile line {number}: process type {name!r} is declared twice")
+        types[name] = command
+    if not types:
+        raise ProcfileError("Procfile declares no process types; add a line such as 'web: python app.py'")
+    return types
+
+
+def merge_process_types(defaults: dict[str, str], procfile: dict[str, str] | None) -> dict[str, str]:
+    """The Procfile wins; buildpack defaults fill in types it does not declare."""
+    merged = dict(defaults)
+    merged.update(procfile or {})
+    return merged
