@@ -84,7 +84,7 @@ class TarballSource:
                 members = tar.getmembers()
                 check_tar_members(members)
                 dest.mkdir()
-                tar.extractall(dest, members=members)  # noqa: S202 - every member checked above
+                tar.extractall(dest, members=members)  # every member was checked above
         except tarfile.TarError as e:
             raise UsageError(f"{self.path} is not a readable tarball: {e}") from None
 
