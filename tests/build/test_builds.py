@@ -442,3 +442,22 @@ def test_push_over_ssh_to_the_control_machine(fleet: FleetCLI, pushed: Path, con
     builds = fleet.builds("pushy")
     assert len(builds) == before + 1
     assert builds[0]["commit"] == git(pushed, "rev-parse", "HEAD").stdout.strip()
+
+
+@pytest.mark.parametrize("example", ["python", "node", "static", "worker"])
+def test_git_push_of_each_example_builds_it(fleet: FleetCLI, tmp_path: Path, example: str) -> None:
+    work = tmp_path / example
+    shutil.copytree(EXAMPLES / example, work)
+    git(work, "init", "-q", "-b", "main")
+    git(work, "add", "-A")
+    git(work, "commit", "-qm", example)
+    app = f"push-{example}"
+    assert fleet("apps.create", app).code == 0
+    res = git(work, "push", str(fleet.home / "repos" / f"{app}.git"), "main")
+    assert res.returncode == 0, res.stderr
+    remote = [line.removeprefix("remote: ").rstrip() for line in res.stderr.splitlines() if line.startswith("remote: ")]
+    assert any(line.endswith(" app detected") for line in remote)
+    assert any(line.startswith("-----> Build 1 succeeded: slug ") for line in remote)
+    [build] = fleet.builds(app)
+    assert build["commit"] == git(work, "rev-parse", "HEAD").stdout.strip()
+    assert (fleet.home / "slugs" / f"{build['slug_sha256']}.tar.zst").is_file()

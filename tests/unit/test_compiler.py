@@ -180,7 +180,7 @@ def test_human_size(n: int, text: str) -> None:
     assert human_size(n) == text
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: human_size(999_999) rounds 999.999KB up and prints '1000.0KB' instead of '1.0MB'")
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason="BUG: human_size(999_999) rounds 999.999KB up and prints '1000.0KB' instead of '1.0MB'")
 def test_human_size_just_under_a_megabyte() -> None:
     assert human_size(999_999) == "1.0MB"
 

@@ -93,6 +93,7 @@ def test_nul_byte() -> None:
 
 @pytest.mark.xfail(
     strict=True,
+    raises=AssertionError,
     reason="BUG: parse_procfile numbers lines with str.splitlines(), which also splits on \\v, \\f, \\x1c-\\x1e, \\x85, "
     "\\u2028/\\u2029, so reported line numbers (and commands) drift from the file's '\\n' lines",
 )
