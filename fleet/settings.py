@@ -8,6 +8,7 @@ $FLEET_HOME (default ~/.fleet, mode 0700)
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,8 +46,8 @@ class Settings:
             value = float(raw)
         except (TypeError, ValueError):
             raise ConfigError(source, "", f"must be a number, got {raw!r}") from None
-        if value <= 0:
-            raise ConfigError(source, "", f"must be above 0, got {raw!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(source, "", f"must be a number above 0, got {raw!r}")
         return value
 
     @property
@@ -64,7 +65,10 @@ class Settings:
     @property
     def keep_slugs(self) -> int:
         """How many recent builds per app keep their slug from `slugs.gc`."""
-        return int(self.number("keep_slugs", 5))
+        value = self.number("keep_slugs", 5)
+        if value != int(value):
+            raise ConfigError("keep_slugs", "", f"must be a whole number of builds, got {value:g}")
+        return int(value)
 
     @property
     def slugs_dir(self) -> Path:

@@ -84,7 +84,10 @@ class TarballSource:
                 members = tar.getmembers()
                 check_tar_members(members)
                 dest.mkdir()
-                tar.extractall(dest, members=members)  # every member was checked above
+                # every member was checked above; links last, so no write can pass through one
+                tar.extractall(dest, members=[m for m in members if not m.issym()])
+                tar.extractall(dest, members=[m for m in members if m.issym()])
+            check_tree(dest)
         except tarfile.TarError as e:
             raise UsageError(f"{self.path} is not a readable tarball: {e}") from None
 

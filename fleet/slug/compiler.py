@@ -104,7 +104,7 @@ def parse_release(text: str, buildpack: str) -> dict[str, str]:
 
 
 def human_size(n: int) -> str:
-    if n < 1e6:
+    if n < 999_950:
         return f"{n / 1e3:.1f}KB"
     return f"{n / 1e6:.1f}MB"
 

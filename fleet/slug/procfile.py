@@ -17,7 +17,7 @@ class ProcfileError(FleetError):
 def parse_procfile(text: str) -> dict[str, str]:
     """Process types in file order. Blank lines and ``#`` comments are skipped."""
     types: dict[str, str] = {}
-    for number, raw in enumerate(text.splitlines(), start=1):
+    for number, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue

@@ -41,7 +41,9 @@ def is_ignored(patterns: list[Pattern], relpath: str, is_dir: bool) -> bool:
         if p.dir_only and not is_dir:
             continue
         if p.anchored:
-            if fnmatchcase(relpath, p.glob):
+            # like .gitignore: '*' does not cross '/', so match segment by segment
+            pat_parts, path_parts = p.glob.split("/"), relpath.split("/")
+            if len(pat_parts) == len(path_parts) and all(fnmatchcase(a, b) for a, b in zip(path_parts, pat_parts, strict=True)):
                 return True
         elif fnmatchcase(name, p.glob):
             return True

@@ -38,9 +38,28 @@ def check_link(name: str, target: str) -> None:
         raise SourceRejected(f"source rejected: symlink {name!r} points outside the app ({target!r})")
 
 
+def _through_symlink(path: str, symlinks: set[str]) -> str | None:
+    """The first symlink among the proper prefixes of ``path`` (components taken as written)."""
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    for i in range(1, len(parts)):
+        prefix = "/".join(parts[:i])
+        if prefix in symlinks:
+            return prefix
+    return None
+
+
 def check_tar_members(members: list[tarfile.TarInfo]) -> None:
+    symlinks = {"/".join(p for p in m.name.split("/") if p not in ("", ".")) for m in members if m.issym()}
     for m in members:
         check_member_name(m.name)
+        via = _through_symlink(m.name, symlinks)
+        if via is not None:
+            raise SourceRejected(f"source rejected: {m.name!r} lies under the symlink {via!r}")
+        if m.issym():
+            target = posixpath.join(posixpath.dirname(m.name), m.linkname)
+            via = _through_symlink(target + "/", symlinks)
+            if via is not None:
+                raise SourceRejected(f"source rejected: symlink {m.name!r} points through the symlink {via!r}")
         if m.isdev() or m.isfifo():
             raise SourceRejected(f"source rejected: {m.name!r} is a device file or FIFO")
         if m.islnk():
@@ -52,7 +71,11 @@ def check_tar_members(members: list[tarfile.TarInfo]) -> None:
 
 
 def check_tree(root: Path) -> None:
-    """Walk a source directory and refuse what check_tar_members would refuse."""
+    """Walk a source directory and refuse what check_tar_members would refuse.
+
+    Symlinks are also resolved for real, so chains of links cannot lead out.
+    """
+    real_root = os.path.realpath(root)
     for dirpath, dirnames, filenames in os.walk(root):
         for entry in dirnames + filenames:
             full = Path(dirpath) / entry
@@ -60,5 +83,8 @@ def check_tree(root: Path) -> None:
             st = full.lstat()
             if stat.S_ISLNK(st.st_mode):
                 check_link(rel, os.readlink(full))
+                resolved = os.path.realpath(full)
+                if resolved != real_root and not resolved.startswith(real_root + os.sep):
+                    raise SourceRejected(f"source rejected: symlink {rel!r} leads outside the app (to {resolved!r})")
             elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
                 raise SourceRejected(f"source rejected: {rel!r} is a device file, FIFO or socket")

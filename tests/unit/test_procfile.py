@@ -30,7 +30,9 @@ def test_colons_and_port_in_commands_are_kept_verbatim() -> None:
     }
 
 
-@pytest.mark.parametrize("line", ["web:python app.py", "web : python app.py", "web  :   python app.py   ", "\tweb:\tpython app.py"])
+@pytest.mark.parametrize(
+    "line", ["web:python app.py", "web : python app.py", "web  :   python app.py   ", "\tweb:\tpython app.py"]
+)
 def test_whitespace_around_the_colon(line: str) -> None:
     assert parse_procfile(line + "\n") == {"web": "python app.py"}
 
@@ -50,7 +52,10 @@ def test_procfile_error_is_a_fleet_error() -> None:
 
 
 def test_line_without_colon() -> None:
-    assert error_of("# c\n\nweb: ok\npython app.py\n") == "Procfile line 4: expected '<process type>: <command>', got 'python app.py'"
+    assert (
+        error_of("# c\n\nweb: ok\npython app.py\n")
+        == "Procfile line 4: expected '<process type>: <command>', got 'python app.py'"
+    )
 
 
 def test_line_without_colon_is_quoted_up_to_60_chars() -> None:
@@ -60,7 +65,9 @@ def test_line_without_colon_is_quoted_up_to_60_chars() -> None:
 
 def test_process_type_with_a_space_is_a_malformed_line() -> None:
     # "[^:\s]*" cannot span the space, so the whole line does not match LINE_RE
-    assert error_of("my web: python app.py") == "Procfile line 1: expected '<process type>: <command>', got 'my web: python app.py'"
+    assert (
+        error_of("my web: python app.py") == "Procfile line 1: expected '<process type>: <command>', got 'my web: python app.py'"
+    )
 
 
 @pytest.mark.parametrize(
@@ -91,12 +98,6 @@ def test_nul_byte() -> None:
     assert error_of("web: ok\nworker: py\0thon\n") == "Procfile line 2: contains a NUL byte"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: parse_procfile numbers lines with str.splitlines(), which also splits on \\v, \\f, \\x1c-\\x1e, \\x85, "
-    "\\u2028/\\u2029, so reported line numbers (and commands) drift from the file's '\\n' lines",
-)
 def test_line_numbers_count_newlines_only() -> None:
     assert error_of("web: a\x0b\nbad\n") == "Procfile line 2: expected '<process type>: <command>', got 'bad'"
 

@@ -71,7 +71,12 @@ def test_environment_is_used_without_config(settings: Settings, monkeypatch: pyt
 
 @pytest.mark.parametrize(
     ("raw", "problem"),
-    [("abc", "must be a number, got 'abc'"), ("", "must be a number, got ''"), ("0", "must be above 0, got '0'"), ("-1", "must be above 0, got '-1'")],
+    [
+        ("abc", "must be a number, got 'abc'"),
+        ("", "must be a number, got ''"),
+        ("0", "must be a number above 0, got '0'"),
+        ("-1", "must be a number above 0, got '-1'"),
+    ],
 )
 def test_bad_environment_value(settings: Settings, monkeypatch: pytest.MonkeyPatch, raw: str, problem: str) -> None:
     monkeypatch.setenv("FLEET_SLUG_MAX_MB", raw)
@@ -83,19 +88,18 @@ def test_bad_environment_value(settings: Settings, monkeypatch: pytest.MonkeyPat
 
 @pytest.mark.parametrize(
     ("value", "problem"),
-    [("abc", "must be a number, got 'abc'"), ("0", "must be above 0, got 0"), ("-1", "must be above 0, got -1"), ("[1]", "must be a number, got [1]")],
+    [
+        ("abc", "must be a number, got 'abc'"),
+        ("0", "must be a number above 0, got 0"),
+        ("-1", "must be a number above 0, got -1"),
+        ("[1]", "must be a number, got [1]"),
+    ],
 )
 def test_bad_config_value(settings: Settings, tmp_path: Path, value: str, problem: str) -> None:
     (tmp_path / "config.yml").write_text(f"keep_slugs: {value}\n")
     assert config_error(settings, "keep_slugs") == f"{tmp_path / 'config.yml'}: keep_slugs: {problem}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=(ValueError, OverflowError),
-    reason="BUG: Settings.number accepts 'nan' (nan <= 0 is False) and 'inf'; int() then raises a bare "
-    "ValueError/OverflowError instead of ConfigError (build_timeout silently becomes nan)",
-)
 @pytest.mark.parametrize("raw", ["nan", "inf"])
 def test_non_finite_environment_value(settings: Settings, monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
     monkeypatch.setenv("FLEET_KEEP_SLUGS", raw)
@@ -103,12 +107,6 @@ def test_non_finite_environment_value(settings: Settings, monkeypatch: pytest.Mo
         settings.keep_slugs  # noqa: B018
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG: keep_slugs = int(number(...)) turns an accepted 0.5 into 0, so slugs.gc keeps no slug at all "
-    "(slugs_in_use(0) is empty) instead of refusing the value",
-)
 def test_fractional_keep_slugs_never_becomes_zero(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FLEET_KEEP_SLUGS", "0.5")
     try:
@@ -127,7 +125,9 @@ def test_invalid_yaml_config(settings: Settings, tmp_path: Path) -> None:
 
 def test_config_that_is_a_list(settings: Settings, tmp_path: Path) -> None:
     (tmp_path / "config.yml").write_text("- slug_max_mb: 1\n")
-    assert config_error(settings, "slug_max_bytes") == f"{tmp_path / 'config.yml'}: must be a mapping of settings; fix or delete it"
+    assert (
+        config_error(settings, "slug_max_bytes") == f"{tmp_path / 'config.yml'}: must be a mapping of settings; fix or delete it"
+    )
     with pytest.raises(ConfigError) as info:
         settings.inventory_path()
     assert str(info.value) == f"{tmp_path / 'config.yml'}: must be a mapping of settings; fix or delete it"

@@ -8,12 +8,14 @@ import socket
 import sqlite3
 import stat
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import fleet.state
 from fleet.errors import FleetError, LockHeld
+from fleet.model import App, Build
 from fleet.state import SCHEMA_VERSION, AuditEntry, Store
 
 DEAD_PID = 4194303  # pid_max is at most 4194304 on Linux: practically never a live process
@@ -289,3 +291,151 @@ def test_audit_entry_args_round_trip_json(store: Store) -> None:
     args = {"names": ["node1", "node2"], "replace": False, "fingerprint": None}
     store.audit("nodes.enroll", args, "ok", "task")
     assert store.audit_entries()[0].args == json.loads(json.dumps(args))
+
+
+# -- migration from v1 ------------------------------------------------------------------------
+def test_migrates_a_v1_database_and_keeps_its_audit_log(db_path: Path) -> None:
+    db = raw(db_path)
+    try:
+        for statement in fleet.state._split_sql(fleet.state.MIGRATIONS[0]):
+            db.execute(statement)
+        db.execute("PRAGMA user_version = 1")
+        db.execute(
+            "INSERT INTO audit_log (at, actor, source, client, command, args, outcome, detail)"
+            " VALUES ('2026-01-02T03:04:05.678+00:00', 'bob', 'shell', 'laptop', 'lab.up', '{\"nodes\": 3}', 'ok', 'v1')"
+        )
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert "apps" not in tables and "builds" not in tables
+    finally:
+        db.close()
+    s = Store(db_path)
+    try:
+        assert s.version == SCHEMA_VERSION
+        assert SCHEMA_VERSION >= 2
+        assert s.audit_entries() == [
+            AuditEntry(
+                id=1,
+                at="2026-01-02T03:04:05.678+00:00",
+                actor="bob",
+                source="shell",
+                client="laptop",
+                command="lab.up",
+                args={"nodes": 3},
+                outcome="ok",
+                detail="v1",
+            )
+        ]
+        tables = {r[0] for r in s.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        assert {"audit_log", "locks", "apps", "builds"} <= tables
+        assert s.apps() == []
+    finally:
+        s.close()
+
+
+# -- apps and builds --------------------------------------------------------------------------
+def a_build(app: str, slug: str = "a" * 64, process_types: tuple[tuple[str, str], ...] = (("web", "x"),)) -> Build:
+    return Build(
+        app=app,
+        number=0,
+        status="succeeded",
+        slug_sha256=slug,
+        slug_size=1,
+        commit="",
+        buildpack="python",
+        process_types=process_types,
+        source="d",
+        created_at="t",
+        duration=1.0,
+    )
+
+
+def test_create_and_find_app(store: Store) -> None:
+    app = store.create_app("my-app", buildpack="nodejs")
+    assert app == App(name="my-app", created_at=app.created_at, buildpack="nodejs")
+    assert app.created_at.endswith("+00:00")
+    assert store.find_app("my-app") == app
+    assert store.app("my-app") == app
+    assert store.create_app("abc").buildpack == ""
+    assert [a.name for a in store.apps()] == ["abc", "my-app"]
+
+
+def test_create_app_twice(store: Store) -> None:
+    first = store.create_app("my-app")
+    with pytest.raises(FleetError) as info:
+        store.create_app("my-app", buildpack="python")
+    assert str(info.value) == "app my-app already exists; pick another name"
+    assert "already exists" in str(info.value)
+    assert store.apps() == [first]
+
+
+def test_unknown_app(store: Store) -> None:
+    assert store.find_app("nope") is None
+    with pytest.raises(FleetError) as info:
+        store.app("nope")
+    assert str(info.value) == ("no app named 'nope'; `fleet apps.list` shows the apps, `fleet apps.create NAME` makes one")
+    assert "apps.create" in str(info.value)
+
+
+def test_build_numbers_are_per_app(store: Store) -> None:
+    store.create_app("one")
+    store.create_app("two")
+    numbers = [
+        (b.app, b.number)
+        for b in (
+            store.add_build(a_build("one")),
+            store.add_build(a_build("one")),
+            store.add_build(a_build("two")),
+            store.add_build(a_build("one")),
+            store.add_build(a_build("two")),
+        )
+    ]
+    assert numbers == [("one", 1), ("one", 2), ("two", 1), ("one", 3), ("two", 2)]
+    assert [b.number for b in store.builds("one")] == [3, 2, 1]  # newest first
+    assert [b.number for b in store.builds("two")] == [2, 1]
+    assert [b.number for b in store.builds("one", limit=2)] == [3, 2]
+    assert store.builds("nope") == []
+
+
+def test_add_build_returns_the_build_with_its_number(store: Store) -> None:
+    store.create_app("one")
+    built = store.add_build(a_build("one", slug="b" * 64))
+    assert built == replace(a_build("one", slug="b" * 64), number=1)
+    assert store.builds("one") == [built]
+
+
+def test_process_types_round_trip_in_order(store: Store) -> None:
+    store.create_app("one")
+    types = (("worker", "celery"), ("web", "gunicorn app:app --bind 0.0.0.0:$PORT"), ("clock", "python clock.py"))
+    store.add_build(a_build("one", process_types=types))
+    (got,) = store.builds("one")
+    assert got.process_types == types
+    assert isinstance(got.process_types, tuple)
+    assert all(isinstance(p, tuple) for p in got.process_types)
+
+
+def test_delete_app_cascades_to_builds(store: Store) -> None:
+    store.create_app("one")
+    store.create_app("two")
+    store.add_build(a_build("one"))
+    store.add_build(a_build("one"))
+    store.add_build(a_build("two"))
+    store.delete_app("one")
+    assert store.find_app("one") is None
+    assert store.builds("one") == []
+    assert store.db.execute("SELECT COUNT(*) FROM builds WHERE app = 'one'").fetchone()[0] == 0
+    assert [b.number for b in store.builds("two")] == [1]
+    store.create_app("one")  # the name is free again and numbering restarts
+    assert store.add_build(a_build("one")).number == 1
+
+
+def test_slugs_in_use_keeps_the_newest_per_app(store: Store) -> None:
+    store.create_app("one")
+    store.create_app("two")
+    for i in range(1, 5):
+        store.add_build(a_build("one", slug=f"{i}" * 64))
+    for c in "xyz":
+        store.add_build(a_build("two", slug=c * 64))
+    store.add_build(a_build("two", slug="1" * 64))  # a slug shared with an old build of "one"
+    assert store.slugs_in_use(keep_per_app=2) == {"3" * 64, "4" * 64, "z" * 64, "1" * 64}
+    assert store.slugs_in_use(keep_per_app=1) == {"4" * 64, "1" * 64}
+    assert store.slugs_in_use(keep_per_app=10) == {f"{i}" * 64 for i in range(1, 5)} | {c * 64 for c in "xyz"}
