@@ -14,7 +14,6 @@ from pathlib import Path
 
 from fleet.context import Fleet
 from fleet.errors import FleetError
-from fleet.exec.recording import RecordingExecutor
 
 BUILD_REFS = ("refs/heads/main", "refs/heads/master")
 ZERO = "0" * 40
@@ -38,7 +37,7 @@ def main(argv: list[str]) -> int:
         return 1
     from fleet.services.builds import GitSource, build
 
-    fleet = Fleet.open(executor=RecordingExecutor())
+    fleet = Fleet.open()
     _, new, _ref = to_build[0]
     try:
         build(fleet, app, GitSource(git_dir, new), lambda line: print(line, flush=True))

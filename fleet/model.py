@@ -65,6 +65,49 @@ class Build:
 
 
 @dataclass(frozen=True)
+class Release:
+    app: str
+    version: int
+    slug_sha256: str | None
+    build_number: int | None
+    commit: str
+    process_types: tuple[tuple[str, str], ...]
+    config: tuple[tuple[str, str], ...]
+    description: str
+    actor: str
+    created_at: str
+    status: str  # pending, succeeded, failed
+
+    @property
+    def types(self) -> dict[str, str]:
+        return dict(self.process_types)
+
+    @property
+    def config_vars(self) -> dict[str, str]:
+        return dict(self.config)
+
+
+@dataclass(frozen=True)
+class DynoRecord:
+    """A dyno fleet placed: what should run, where (observed state is separate)."""
+
+    id: str
+    app: str
+    type: str
+    index: int
+    release: int
+    host: str
+    port: int | None
+    size: str
+    unit: str
+    created_at: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.type}.{self.index}"
+
+
+@dataclass(frozen=True)
 class Capacity:
     """What a host offers to dynos; None means "measure it on the host"."""
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import FleetError, LockHeld
-from fleet.model import App, Build
+from fleet.model import App, Build, DynoRecord, Release
 
 #: Schema migrations; entry N takes the schema from version N to N+1.
 #: Append only: never edit a migration that has shipped.
@@ -73,6 +73,42 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX builds_slug ON builds (slug_sha256);
     """,
+    """
+    CREATE TABLE releases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        version INTEGER NOT NULL,
+        slug_sha256 TEXT,
+        build_number INTEGER,
+        commit_sha TEXT NOT NULL DEFAULT '',
+        process_types TEXT NOT NULL DEFAULT '{}',
+        config TEXT NOT NULL DEFAULT '{}',
+        description TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('pending', 'succeeded', 'failed')),
+        UNIQUE (app, version)
+    );
+    CREATE TABLE formation (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        quantity INTEGER NOT NULL CHECK (quantity >= 0),
+        size TEXT NOT NULL,
+        PRIMARY KEY (app, type)
+    );
+    CREATE TABLE dynos (
+        id TEXT PRIMARY KEY,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        release INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        port INTEGER,
+        size TEXT NOT NULL,
+        unit TEXT NOT NULL UNIQUE,
+        created_at TEXT NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SOURCES = ("task", "shell", "cron")
@@ -102,6 +138,7 @@ def current_actor() -> str:
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._held: set[str] = set()
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
         os.chmod(path, 0o600)
@@ -214,16 +251,102 @@ class Store:
         """Slugs of each app's ``keep_per_app`` most recent builds."""
         rows = self.db.execute(
             "SELECT slug_sha256 FROM (SELECT slug_sha256, ROW_NUMBER() OVER (PARTITION BY app ORDER BY number DESC) AS n"
-            " FROM builds) WHERE n <= ?",
-            (keep_per_app,),
+            " FROM builds) WHERE n <= ?"
+            " UNION SELECT slug_sha256 FROM (SELECT slug_sha256, ROW_NUMBER() OVER (PARTITION BY app ORDER BY version DESC)"
+            " AS n FROM releases WHERE slug_sha256 IS NOT NULL) WHERE n <= ?"
+            " UNION SELECT r.slug_sha256 FROM dynos d JOIN releases r ON r.app = d.app AND r.version = d.release"
+            " WHERE r.slug_sha256 IS NOT NULL",
+            (keep_per_app, keep_per_app),
         ).fetchall()
         return {r[0] for r in rows}
+
+    # -- releases -------------------------------------------------------------------
+    def add_release(
+        self,
+        app: str,
+        *,
+        slug: str | None,
+        build_number: int | None,
+        commit: str,
+        process_types: dict[str, str],
+        config: dict[str, str],
+        description: str,
+    ) -> Release:
+        with self.transaction() as db:
+            version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?", (app,)).fetchone()[0]
+            db.execute(
+                "INSERT INTO releases (app, version, slug_sha256, build_number, commit_sha, process_types, config, description,"
+                " actor, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                (app, version, slug, build_number, commit, json.dumps(process_types), json.dumps(config), description,
+                 current_actor(), utcnow()),
+            )  # fmt: skip
+        return self.release(app, version)
+
+    def set_release_status(self, app: str, version: int, status: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE releases SET status = ? WHERE app = ? AND version = ?", (status, app, version))
+
+    def releases(self, app: str, limit: int = 100) -> list[Release]:
+        rows = self.db.execute("SELECT * FROM releases WHERE app = ? ORDER BY version DESC LIMIT ?", (app, limit)).fetchall()
+        return [_release(r) for r in rows]
+
+    def release(self, app: str, version: int) -> Release:
+        row = self.db.execute("SELECT * FROM releases WHERE app = ? AND version = ?", (app, version)).fetchone()
+        if row is None:
+            raise FleetError(f"{app} has no release v{version}; `fleet releases -a {app}` lists them")
+        return _release(row)
+
+    def current_release(self, app: str) -> Release | None:
+        row = self.db.execute(
+            "SELECT * FROM releases WHERE app = ? AND status = 'succeeded' ORDER BY version DESC LIMIT 1", (app,)
+        ).fetchone()
+        return None if row is None else _release(row)
+
+    # -- formation and dynos ----------------------------------------------------------
+    def formation(self, app: str) -> dict[str, tuple[int, str]]:
+        rows = self.db.execute("SELECT type, quantity, size FROM formation WHERE app = ? ORDER BY type", (app,)).fetchall()
+        return {r["type"]: (r["quantity"], r["size"]) for r in rows}
+
+    def set_formation(self, app: str, changes: dict[str, tuple[int, str]]) -> None:
+        with self.transaction() as db:
+            for type_, (quantity, size) in changes.items():
+                db.execute(
+                    "INSERT INTO formation (app, type, quantity, size) VALUES (?, ?, ?, ?)"
+                    " ON CONFLICT (app, type) DO UPDATE SET quantity = excluded.quantity, size = excluded.size",
+                    (app, type_, quantity, size),
+                )
+
+    def dynos(self, app: str | None = None) -> list[DynoRecord]:
+        if app is None:
+            rows = self.db.execute("SELECT * FROM dynos ORDER BY app, type, idx, release").fetchall()
+        else:
+            rows = self.db.execute("SELECT * FROM dynos WHERE app = ? ORDER BY type, idx, release", (app,)).fetchall()
+        return [
+            DynoRecord(
+                r["id"], r["app"], r["type"], r["idx"], r["release"], r["host"], r["port"], r["size"], r["unit"], r["created_at"]
+            )
+            for r in rows
+        ]
+
+    def add_dyno(self, d: DynoRecord) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO dynos (id, app, type, idx, release, host, port, size, unit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (d.id, d.app, d.type, d.index, d.release, d.host, d.port, d.size, d.unit, d.created_at),
+            )
+
+    def remove_dyno(self, dyno_id: str) -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM dynos WHERE id = ?", (dyno_id,))
 
     # -- locks ----------------------------------------------------------------
     @contextmanager
     def lock(self, name: str, command: str) -> Iterator[None]:
         """Hold the named lock for the duration; LockHeld if another live process has it."""
         me = (current_actor(), socket.gethostname(), os.getpid())
+        if name in self._held:  # re-entrant within one process (a build that then deploys)
+            yield
+            return
         with self.transaction() as db:
             row = db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
             if row is not None and not _stale(row):
@@ -235,11 +358,22 @@ class Store:
                 "INSERT OR REPLACE INTO locks (name, holder, client, pid, command, acquired_at) VALUES (?, ?, ?, ?, ?, ?)",
                 (name, me[0], me[1], me[2], command, utcnow()),
             )
+        self._held.add(name)
         try:
             yield
         finally:
+            self._held.discard(name)
             with self.transaction() as db:
                 db.execute("DELETE FROM locks WHERE name = ? AND pid = ? AND client = ?", (name, me[2], me[1]))
+
+
+def _release(r: sqlite3.Row) -> Release:
+    return Release(
+        app=r["app"], version=r["version"], slug_sha256=r["slug_sha256"], build_number=r["build_number"],
+        commit=r["commit_sha"], process_types=tuple(json.loads(r["process_types"]).items()),
+        config=tuple(json.loads(r["config"]).items()), description=r["description"], actor=r["actor"],
+        created_at=r["created_at"], status=r["status"],
+    )  # fmt: skip
 
 
 def _build(r: sqlite3.Row) -> Build:

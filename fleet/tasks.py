@@ -39,7 +39,12 @@ def _fail(err: BaseException) -> Exit:
     return Exit(f"fleet: error: {err}", code=exit_code_for(err))
 
 
-def fleet_task(audit: str | None = None) -> Callable[[F], F]:
+def mask_pairs(args: dict[str, Any]) -> dict[str, Any]:
+    """Audit args of config.set: keys only, values masked."""
+    return {**args, "pair": [p.split("=", 1)[0] + "=***" for p in args.get("pair") or []]}
+
+
+def fleet_task(audit: str | None = None, mask: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Callable[[F], F]:
     """Wrap a task body: map FleetError to a one-line error and exit code.
 
     With ``audit="lab.up"`` the outcome (ok, failed, interrupted) is appended
@@ -51,15 +56,16 @@ def fleet_task(audit: str | None = None) -> Callable[[F], F]:
         @functools.wraps(body)
         def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+            audit_args = mask(kwargs) if mask else kwargs
             try:
                 detail = body(c, *args, **kwargs)
             except FleetError as e:
-                _record(audit, kwargs, "failed", str(e))
+                _record(audit, audit_args, "failed", str(e))
                 raise _fail(e) from None
             except KeyboardInterrupt:
-                _record(audit, kwargs, "interrupted")
+                _record(audit, audit_args, "interrupted")
                 raise Exit("fleet: interrupted", code=130) from None
-            _record(audit, kwargs, "ok", detail if isinstance(detail, str) else "")
+            _record(audit, audit_args, "ok", detail if isinstance(detail, str) else "")
 
         return wrapper  # type: ignore[return-value]
 
@@ -367,7 +373,7 @@ def deploy(c: Context, app: str, path: str | None = None) -> str:
     """Build an app from a working directory or tarball, without git push."""
     from fleet.services.builds import build, source_for
 
-    fleet = Fleet.open(executor=RecordingExecutor())
+    fleet = Fleet.open()
     try:
         result = build(fleet, app, source_for(path or "."), _out)
     finally:
@@ -391,6 +397,264 @@ def gc(c: Context) -> str:
     return f"removed={removed}"
 
 
+# ------------------------------------------------------------- releases and config
+def _fleet() -> Fleet:
+    return Fleet.open()
+
+
+@task(name="releases", help={"app": "the app", "json": "print JSON"})
+@fleet_task()
+def releases_list(c: Context, app: str, json_: bool = False) -> None:
+    """An app's releases, newest first: version, description, who, when, status."""
+    fleet = _fleet()
+    try:
+        fleet.store.app(app)
+        found = fleet.store.releases(app)
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps([_release_dict(r) for r in found], indent=2))
+        return
+    if not found:
+        _out(f"{app} has no releases yet")
+    for r in found:
+        _out(f"v{r.version:<4} {r.description:40} {r.actor:10} {r.created_at}  {r.status}")
+
+
+def _release_dict(r: Any) -> dict[str, Any]:
+    return {
+        "version": r.version, "description": r.description, "slug": r.slug_sha256, "build": r.build_number,
+        "commit": r.commit, "process_types": r.types, "config_keys": sorted(r.config_vars), "actor": r.actor,
+        "created_at": r.created_at, "status": r.status,
+    }  # fmt: skip
+
+
+def _version(text: str) -> int:
+    v = text.removeprefix("v")
+    if not v.isdigit():
+        raise FleetError(f"{text!r} is not a release version such as v3")
+    return int(v)
+
+
+@task(name="info", positional=["version"], help={"app": "the app", "version": "e.g. v3", "json": "print JSON"})
+@fleet_task()
+def releases_info(c: Context, app: str, version: str, json_: bool = False) -> None:
+    """One release: slug, commit, process types, config keys, status."""
+    fleet = _fleet()
+    try:
+        fleet.store.app(app)
+        r = fleet.store.release(app, _version(version))
+    finally:
+        fleet.close()
+    d = _release_dict(r)
+    if json_:
+        _out(json.dumps(d, indent=2))
+        return
+    for k, v in d.items():
+        _out(f"{k + ':':15} {v}")
+
+
+@task(positional=["version"], help={"app": "the app", "version": "the release to roll back to (default: the one before)"})
+@fleet_task(audit="rollback")
+def rollback(c: Context, app: str, version: str | None = None) -> str:
+    """A new release with an earlier release's slug and config."""
+    from fleet.services import releases
+
+    fleet = _fleet()
+    try:
+        r = releases.rollback(fleet, app, _version(version) if version else None, _out)
+    finally:
+        fleet.close()
+    return f"v{r.version}"
+
+
+@task(name="config", help={"app": "the app", "json": "print JSON", "shell": "print KEY='value' lines"})
+@fleet_task()
+def config_show(c: Context, app: str, json_: bool = False, shell: bool = False) -> None:
+    """An app's config vars."""
+    import shlex
+
+    from fleet.services import releases
+
+    fleet = _fleet()
+    try:
+        config = releases.current_config(fleet, app)
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps(config, indent=2, ensure_ascii=False))
+    elif shell:
+        for k, v in config.items():
+            _out(f"{k}={shlex.quote(v)}")
+    else:
+        _out(f"=== {app} Config Vars")
+        width = max((len(k) for k in config), default=0) + 1
+        for k, v in config.items():
+            _out(f"{(k + ':').ljust(width)} {v}")
+
+
+@task(name="get", positional=["key"], help={"app": "the app", "key": "the config var"})
+@fleet_task()
+def config_get(c: Context, app: str, key: str) -> None:
+    """One config var's value, exactly."""
+    from fleet.dyno.units import validate_config_key
+    from fleet.services import releases
+
+    validate_config_key(key)
+    fleet = _fleet()
+    try:
+        config = releases.current_config(fleet, app)
+    finally:
+        fleet.close()
+    if key not in config:
+        raise FleetError(f"{app} has no config var {key}")
+    sys.stdout.write(config[key] + "\n")
+
+
+@task(name="set", iterable=["pair"], help={"app": "the app", "pair": "KEY=VALUE (fleet config.set -a APP K=V K2=V2)"})
+@fleet_task(audit="config.set", mask=mask_pairs)
+def config_set(c: Context, app: str, pair: list[str] | None = None) -> str:
+    """Set config vars: one new release, then a rolling restart."""
+    from fleet.services import releases
+
+    fleet = _fleet()
+    try:
+        r = releases.set_config(fleet, app, pair or [], _out)
+    finally:
+        fleet.close()
+    return f"v{r.version}"
+
+
+@task(name="unset", iterable=["key"], help={"app": "the app", "key": "KEY (fleet config.unset -a APP K K2)"})
+@fleet_task(audit="config.unset")
+def config_unset(c: Context, app: str, key: list[str] | None = None) -> str:
+    """Remove config vars: one new release, then a rolling restart."""
+    from fleet.services import releases
+
+    fleet = _fleet()
+    try:
+        r = releases.unset_config(fleet, app, key or [], _out)
+    finally:
+        fleet.close()
+    return f"v{r.version}"
+
+
+# ----------------------------------------------------------------------------- dynos
+@task(name="ps", help={"app": "the app", "json": "print JSON"})
+@fleet_task()
+def ps_list(c: Context, app: str, json_: bool = False) -> None:
+    """An app's dynos as they really are on the hosts: name, state, release, host, since."""
+    from fleet.services import dynos
+
+    fleet = _fleet()
+    try:
+        views = dynos.ps(fleet, app)
+        formation = fleet.store.formation(app)
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps([v.to_dict() for v in views], indent=2))
+        return
+    if not views:
+        _out(f"{app} has no dynos (`fleet ps.scale -a {app} web=1`)")
+    for type_ in sorted({v.type for v in views}):
+        q, size = formation.get(type_, (0, "standard-1x"))
+        _out(f"=== {type_} ({size}): {q}")
+        for v in (v for v in views if v.type == type_):
+            where = f"{v.host} {v.address}:{v.port}" if v.port else v.host
+            _out(f"{v.name}: {v.state} v{v.release} {where} since {v.since}")
+
+
+@task(
+    name="scale", iterable=["spec"], help={"app": "the app", "spec": "TYPE=COUNT[:SIZE] (fleet ps.scale -a APP web=2 worker=1)"}
+)
+@fleet_task(audit="ps.scale")
+def ps_scale(c: Context, app: str, spec: list[str] | None = None) -> None:
+    """Scale process types; dynos are spread over the hosts, within their memory."""
+    from fleet.services import dynos
+
+    fleet = _fleet()
+    try:
+        formation = dynos.scale(fleet, app, spec or [], _out)
+    finally:
+        fleet.close()
+    _out("Scaling dynos... done, now running " + ", ".join(f"{t} at {q}:{s}" for t, (q, s) in formation.items()))
+
+
+@task(name="restart", positional=["which"], help={"app": "the app", "which": "a process type (web) or dyno (web.1); default all"})
+@fleet_task(audit="ps.restart")
+def ps_restart(c: Context, app: str, which: str | None = None) -> None:
+    """Restart dynos; web dynos one at a time."""
+    from fleet.services import dynos
+
+    fleet = _fleet()
+    try:
+        dynos.restart(fleet, app, which, _out)
+    finally:
+        fleet.close()
+
+
+@task(name="stop", positional=["which"], help={"app": "the app", "which": "a process type or dyno; default all"})
+@fleet_task(audit="ps.stop")
+def ps_stop(c: Context, app: str, which: str | None = None) -> None:
+    """Stop dynos (they stay down until restarted or the app is deployed)."""
+    from fleet.services import dynos
+
+    fleet = _fleet()
+    try:
+        dynos.stop(fleet, app, which, _out)
+    finally:
+        fleet.close()
+
+
+@task(
+    name="run",
+    iterable=["arg"],
+    help={"app": "the app", "detached": "return at once; output goes to the logs", "arg": "the command"},
+)
+@fleet_task(audit="run")
+def run_task(c: Context, app: str, arg: list[str] | None = None, detached: bool = False) -> None:
+    """Run a command in a one-off dyno of the current release: fleet run -a APP CMD..."""
+    from fleet.services import dynos
+
+    fleet = _fleet()
+    try:
+        code = dynos.run(fleet, app, arg or [], detached, _out)
+    finally:
+        fleet.close()
+    if code != 0:
+        raise Exit(code=code)
+
+
+@task(name="open", help={"app": "the app"})
+@fleet_task()
+def open_app(c: Context, app: str) -> None:
+    """The URL of a web dyno of the app that answers HTTP."""
+    import urllib.error
+    import urllib.request
+
+    from fleet.services import dynos
+
+    fleet = _fleet()
+    try:
+        views = dynos.ps(fleet, app)
+    finally:
+        fleet.close()
+    for v in views:
+        if v.type == "web" and v.state == "up" and v.address and v.port:
+            url = f"http://{v.address}:{v.port}/"
+            try:
+                with urllib.request.urlopen(url, timeout=5) as resp:
+                    status = resp.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except OSError:
+                continue
+            _out(f"{url}  ({v.name} on {v.host} answered {status})")
+            return
+    raise FleetError(f"no web dyno of {app} answers; `fleet ps -a {app}` shows their state")
+
+
 lab_ns = Collection("lab", up, down, kill, partition, heal)
 lab_ns.add_task(lab_status, name="status")
 nodes_ns = Collection("nodes", provision, enroll)
@@ -399,7 +663,14 @@ inventory_ns = Collection("inventory", use, show)
 apps_ns = Collection("apps", create, info, destroy)
 apps_ns.add_task(apps_list, name="list")
 slugs_ns = Collection("slugs", gc)
-ns = Collection(lab_ns, nodes_ns, inventory_ns, apps_ns, slugs_ns, audit, builds_list, deploy)
+releases_ns = Collection("releases", releases_list, releases_info)
+config_ns = Collection("config", config_show, config_get, config_set, config_unset)
+ps_ns = Collection("ps", ps_list, ps_scale, ps_restart, ps_stop)
+ns = Collection(lab_ns, nodes_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, audit, builds_list, deploy,
+                rollback, run_task, open_app)  # fmt: skip
+releases_ns.default = "releases"
+config_ns.default = "config"
+ps_ns.default = "ps"
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from fleet.errors import FleetError, PartialFailure, RemoteCommandError, RemoteTimeout
@@ -49,6 +50,8 @@ class Executor(Protocol):
         timeout: float | None = None,
         check: bool = True,
     ) -> CommandResult: ...
+
+    def put(self, node: Node, local: Path, remote: str) -> None: ...
 
     def close(self) -> None: ...
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 from fleet.errors import FleetError, RemoteTimeout
 from fleet.exec.base import CommandResult
@@ -57,6 +59,9 @@ class LocalExecutor:
         check: bool = True,
     ) -> CommandResult:
         return run_local(argv, stdin=stdin, timeout=timeout, check=check)
+
+    def put(self, node: Node, local: Path, remote: str) -> None:
+        shutil.copyfile(local, remote)
 
     def close(self) -> None:
         pass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from fleet.exec.base import CommandResult
 from fleet.model import Node
@@ -45,6 +46,9 @@ class RecordingExecutor:
         self.calls.append(call)
         result = self.responder(call) if self.responder else CommandResult(node.name, call.argv, 0, "", "")
         return result.check() if check else result
+
+    def put(self, node: Node, local: Path, remote: str) -> None:
+        self.calls.append(Call(node.name, ("<put>", str(local), remote), None))
 
     def close(self) -> None:
         pass

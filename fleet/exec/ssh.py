@@ -169,6 +169,20 @@ class SSHExecutor:
         finally:
             chan.close()
 
+    def put(self, node: Node, local: Path, remote: str) -> None:
+        """Copy a file to the host over SFTP (slugs: never through a shell)."""
+        conn = self._connect(node)
+        try:
+            sftp = conn.client.open_sftp()
+            try:
+                sftp.get_channel().settimeout(self.command_timeout)
+                sftp.put(str(local), remote)
+            finally:
+                sftp.close()
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self._drop(node)
+            raise HostUnreachable(node.name, f"copying {local.name} failed: {e or type(e).__name__}") from None
+
     def fetch_host_key(self, node: Node) -> HostKey:
         """The key the host offers now (for enrollment), without authenticating."""
         try:

@@ -148,9 +148,11 @@ def ensure_build_environment() -> None:
 
         raise PrerequisiteError("systemd-nspawn is missing; install it with `apt-get install systemd-container`")
     Path("/app").mkdir(mode=0o755, exist_ok=True)
+    if run_local(("getent", "group", BUILD_USER), check=False).code != 0:
+        run_local(("groupadd", "--system", "--gid", str(BUILD_UID), BUILD_USER))
     if run_local(("getent", "passwd", BUILD_USER), check=False).code != 0:
         run_local(
-            ("useradd", "--system", "--uid", str(BUILD_UID), "--user-group", "--create-home",
+            ("useradd", "--system", "--uid", str(BUILD_UID), "--gid", str(BUILD_UID), "--create-home",
              "--home-dir", f"/home/{BUILD_USER}", "--shell", "/usr/sbin/nologin", BUILD_USER)
         )  # fmt: skip
     STACK_DIR.mkdir(parents=True, exist_ok=True)
@@ -252,7 +254,7 @@ def build(fleet: Fleet, app_name: str, source: Source, on_line: Output) -> Build
         ensure_build_environment()
         work = Path(tempfile.mkdtemp(prefix=f"{app.name}-", dir=BUILD_WORK_DIR))
         try:
-            return _build(fleet, app.name, app.buildpack, source, work, deadline, started, on_line)
+            recorded = _build(fleet, app.name, app.buildpack, source, work, deadline, started, on_line)
         except RemoteTimeout:
             raise BuildError(
                 f"build exceeded its time limit of {settings.build_timeout:g}s; "
@@ -260,6 +262,10 @@ def build(fleet: Fleet, app_name: str, source: Source, on_line: Output) -> Build
             ) from None
         finally:
             shutil.rmtree(work, ignore_errors=True)
+        from fleet.services.releases import release_build
+
+        release_build(fleet, recorded, on_line)
+        return recorded
 
 
 def _remaining(deadline: float) -> float:

@@ -1,0 +1,145 @@
+"""Releases: every build, config change and rollback is a new numbered release, then rolled out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fleet.context import Fleet
+from fleet.dyno.units import DEFAULT_SIZE, validate_config_key
+from fleet.errors import ConfigError, FleetError, UsageError
+from fleet.model import Build, Release
+from fleet.services import dynos
+from fleet.slugstore import SlugStore
+
+Output = Callable[[str], None]
+
+
+def current_config(fleet: Fleet, app: str) -> dict[str, str]:
+    fleet.store.app(app)
+    current = fleet.store.current_release(app)
+    return current.config_vars if current else {}
+
+
+def _has_inventory(fleet: Fleet) -> bool:
+    try:
+        fleet.settings.inventory_path()
+    except ConfigError:
+        return False
+    return True
+
+
+def _roll_out(fleet: Fleet, release: Release, on_line: Output) -> Release:
+    if release.slug_sha256 is None:  # config before the first push: nothing to run yet
+        fleet.store.set_release_status(release.app, release.version, "succeeded")
+        return fleet.store.release(release.app, release.version)
+    if not _has_inventory(fleet):
+        fleet.store.set_release_status(release.app, release.version, "succeeded")
+        on_line(
+            f"-----> v{release.version} released; no inventory chosen, so nothing runs yet (`fleet lab.up` or `fleet inventory.use`)"
+        )
+        return fleet.store.release(release.app, release.version)
+    return dynos.deploy_release(fleet, release, on_line)
+
+
+def release_build(fleet: Fleet, build: Build, on_line: Output) -> Release:
+    """A succeeded build becomes a release; a first release with a web type starts web=1, as on Heroku."""
+    app = build.app
+    with fleet.store.lock(f"app:{app}", "release"):
+        types = dict(build.process_types)
+        if not fleet.store.releases(app, limit=1) and "web" in types and not fleet.store.formation(app) and _has_inventory(fleet):
+            fleet.store.set_formation(app, {"web": (1, DEFAULT_SIZE)})
+        release = fleet.store.add_release(
+            app,
+            slug=build.slug_sha256,
+            build_number=build.number,
+            commit=build.commit,
+            process_types=types,
+            config=current_config(fleet, app),
+            description=f"Deploy {build.commit[:7] or build.slug_id}",
+        )
+        on_line(f"-----> Releasing v{release.version}")
+        return _roll_out(fleet, release, on_line)
+
+
+def parse_pairs(pairs: list[str]) -> dict[str, str]:
+    if not pairs:
+        raise UsageError("give KEY=VALUE pairs, e.g. `fleet config.set -a APP DEBUG=0 GREETING='hi there'`")
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise UsageError(f"{key!r} has no '=': give KEY=VALUE")
+        validate_config_key(key)
+        if "\0" in value:
+            raise UsageError(f"the value of {key} contains a NUL byte, which no environment can carry")
+        out[key] = value
+    return out
+
+
+def _config_release(fleet: Fleet, app: str, config: dict[str, str], description: str, on_line: Output) -> Release:
+    with fleet.store.lock(f"app:{app}", "config"):
+        current = fleet.store.current_release(app)
+        release = fleet.store.add_release(
+            app,
+            slug=current.slug_sha256 if current else None,
+            build_number=current.build_number if current else None,
+            commit=current.commit if current else "",
+            process_types=current.types if current else {},
+            config=config,
+            description=description,
+        )
+        on_line(f"-----> Releasing v{release.version}: {description}")
+        return _roll_out(fleet, release, on_line)
+
+
+def set_config(fleet: Fleet, app: str, pairs: list[str], on_line: Output) -> Release:
+    changes = parse_pairs(pairs)
+    config = {**current_config(fleet, app), **changes}
+    return _config_release(fleet, app, config, f"Set {', '.join(changes)} config vars", on_line)
+
+
+def unset_config(fleet: Fleet, app: str, keys: list[str], on_line: Output) -> Release:
+    if not keys:
+        raise UsageError("name the keys to unset, e.g. `fleet config.unset -a APP DEBUG`")
+    for k in keys:
+        validate_config_key(k)
+    config = current_config(fleet, app)
+    missing = [k for k in keys if k not in config]
+    if missing:
+        raise UsageError(f"{app} has no config var {', '.join(missing)}")
+    for k in keys:
+        del config[k]
+    return _config_release(fleet, app, config, f"Unset {', '.join(keys)} config vars", on_line)
+
+
+def rollback(fleet: Fleet, app: str, version: int | None, on_line: Output) -> Release:
+    fleet.store.app(app)
+    with fleet.store.lock(f"app:{app}", "rollback"):
+        current = fleet.store.current_release(app)
+        if version is None:
+            older = [
+                r
+                for r in fleet.store.releases(app, limit=1000)
+                if r.status == "succeeded" and current and r.version < current.version
+            ]
+            if not older:
+                raise UsageError(f"{app} has no earlier release to roll back to")
+            version = older[0].version
+        target = fleet.store.release(app, version)
+        if target.slug_sha256 is None:
+            raise FleetError(f"v{version} of {app} has no code (a config change before the first push); pick another")
+        if not SlugStore(fleet.settings.slugs_dir).exists(target.slug_sha256):
+            raise FleetError(
+                f"cannot roll back to v{version}: its slug {target.slug_sha256[:12]} is gone (collected by slugs.gc)"
+            )
+        release = fleet.store.add_release(
+            app,
+            slug=target.slug_sha256,
+            build_number=target.build_number,
+            commit=target.commit,
+            process_types=target.types,
+            config=target.config_vars,
+            description=f"Rollback to v{version}",
+        )
+        on_line(f"-----> Releasing v{release.version}: Rollback to v{version}")
+        return _roll_out(fleet, release, on_line)
