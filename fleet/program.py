@@ -48,9 +48,12 @@ def rewrite_argv(argv: list[str]) -> list[str]:
         elif tok in VALUE_FLAGS and i + 1 < len(rest):
             out += [tok, rest[i + 1]]
             i += 1
-        elif tok.startswith("--app=") or (tok.startswith("-a") and len(tok) > 2 and not tok.startswith("--")):
-            out.append(tok)
-        elif tok in BOOL_FLAGS or tok.startswith(f"--{option}="):
+        elif (
+            tok.startswith("--app=")
+            or (tok.startswith("-a") and len(tok) > 2 and not tok.startswith("--"))
+            or tok in BOOL_FLAGS
+            or tok.startswith(f"--{option}=")
+        ):
             out.append(tok)
         else:
             items.append(tok)

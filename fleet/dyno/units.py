@@ -188,9 +188,10 @@ set +a
 if [ -n "$_port" ]; then export PORT="$_port"; else unset PORT; fi
 export DYNO="$_dyno" FLEET_DYNO_ID="$_id" HOME=/app
 unset _port _dyno _id
+chown dyno:dyno /app  # the overlay's top is root's; the dyno may write its throw-away /app
 if [ "$1" = "--command" ]; then cmd="$2"; else cmd=$(cat "/run/fleet/release/cmd.$1"); fi
 exec setpriv --reuid=dyno --regid=dyno --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- \
-  /bin/bash -c 'cd /app; for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; if [ -r /app/.profile ]; then . /app/.profile; fi; eval "exec $0"' "$cmd"
+  /bin/bash -c 'cd /app; for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; if [ -r /app/.profile ]; then . /app/.profile; fi; exec /bin/bash -c "$0"' "$cmd"
 """
 
 

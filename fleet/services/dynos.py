@@ -183,7 +183,9 @@ def start_dynos(fleet: Fleet, inv: Inventory, release: Release, dynos: list[Dyno
         for d in mine:
             write_file(fleet, node, f"{UNIT_DIR}/{d.unit}", render_unit(_spec(d, release)), "0644")
         fleet.executor.run(node, ("systemctl", "daemon-reload"))
-        fleet.executor.run(node, ("systemctl", "enable", "--now", *[d.unit for d in mine]), timeout=120)
+        units = [d.unit for d in mine]
+        fleet.executor.run(node, ("systemctl", "enable", *units), timeout=60)
+        fleet.executor.run(node, ("systemctl", "restart", *units), timeout=120)  # restart: a stale same-named unit is replaced
 
     hosts = [inv.node(h) for h in _by_host(dynos)]
     fan_out(hosts, start, max_parallel=fleet.settings.max_parallel, deadline=180.0).raise_on_failure("starting dynos")
@@ -281,6 +283,10 @@ def converge(fleet: Fleet, app: str, release: Release, on_line: Output, *, repla
     for d in fleet.store.dynos():
         if d.port:
             taken.setdefault(d.host, set()).add(d.port)
+    web_hosts = {h for (t, _), h in placement.items() if t == "web"}
+    views, _unreachable = observe(fleet, [inv.node(h) for h in web_hosts])
+    for host, view in views.items():  # ports something else on the host already listens on
+        taken.setdefault(host, set()).update(view.ports)
     for (type_, index), host in sorted(placement.items()):
         size = formation[type_][1]
         existing = [d for d in current if d.type == type_ and d.index == index]
@@ -496,7 +502,10 @@ def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
     with fleet.store.lock(f"app:{app}", "ps.stop"):
         chosen = _select(fleet.store.dynos(app), which)
         for host, ds in _by_host(chosen).items():
-            fleet.executor.run(inv.node(host), ("systemctl", "stop", *[d.unit for d in ds]), timeout=90)
+            units = [d.unit for d in ds]
+            fleet.executor.run(inv.node(host), ("systemctl", "stop", *units), timeout=90)
+            # how the process took SIGTERM is not a crash: a stopped dyno is down
+            fleet.executor.run(inv.node(host), ("systemctl", "reset-failed", *units), check=False)
         on_line(f"Stopping {', '.join(d.name for d in chosen)}... done")
 
 

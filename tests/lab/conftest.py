@@ -45,7 +45,9 @@ def fleet_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def lab(fleet_home: Path) -> Path:
-    """A provisioned 3-host lab, booted (or reused) once for the session."""
+    """A provisioned 3-host lab, booted fresh once for the session (no dynos of earlier runs)."""
+    down = run_fleet(fleet_home, "lab.down")
+    assert down.code == 0, down.stderr
     up = run_fleet(fleet_home, "lab.up", "--nodes", "3")
     assert up.code == 0, up.stderr
     prov = run_fleet(fleet_home, "nodes.provision", timeout=600)

@@ -1,0 +1,255 @@
+"""Releases, config vars and dynos on a real lab: nspawn units under systemd on three hosts.
+
+Runs before test_lab.py (which ends by taking the lab down).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fleet.state import Store
+
+from .conftest import run_fleet
+
+pytestmark = pytest.mark.lab
+
+ENV_APP = {
+    "Procfile": "web: python3 web.py\nworker: python3 -c 'import time; time.sleep(3600)'\n",
+    "web.py": (
+        "import http.server, json, os\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        body = json.dumps(dict(os.environ)).encode()\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(body)\n"
+        "    def log_message(self, *a): pass\n"
+        "http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n"
+    ),
+}
+TRICKY = "it's \"quoted\" $HOME `x` \\n\nsecond line ünïcødé ✓ 'end'"
+
+
+def write_app(path: Path, files: dict[str, str]) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (path / name).write_text(text)
+    return path
+
+
+def ps(home: Path, app: str) -> list[dict[str, object]]:
+    res = run_fleet(home, "ps", "-a", app, "--json")
+    assert res.code == 0, res.stderr
+    return list(res.json())  # type: ignore[arg-type]
+
+
+def get_env(dyno: dict[str, object]) -> dict[str, str]:
+    with urllib.request.urlopen(f"http://{dyno['address']}:{dyno['port']}/", timeout=10) as resp:
+        return dict(json.loads(resp.read()))
+
+
+@pytest.fixture(scope="module")
+def envapp(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    src = write_app(tmp_path_factory.mktemp("envapp") / "src", ENV_APP)
+    assert run_fleet(lab, "apps.create", "envapp").code == 0
+    res = run_fleet(lab, "deploy", "-a", "envapp", str(src))
+    assert res.code == 0, res.stdout + res.stderr
+    assert "-----> v1 deployed" in res.stdout
+    return "envapp"
+
+
+def test_first_deploy_runs_one_web_dyno_that_answers(lab: Path, envapp: str) -> None:
+    [web] = ps(lab, envapp)
+    assert web["name"] == "web.1" and web["state"] == "up" and web["release"] == 1
+    env = get_env(web)
+    assert env["PORT"] == str(web["port"]) and env["DYNO"] == "web.1"
+    assert env["FLEET_APP_NAME"] == "envapp" and env["FLEET_RELEASE_VERSION"] == "v1"
+    assert len(env["FLEET_DYNO_ID"]) == 16
+    assert env["HOME"] == "/app"
+    opened = run_fleet(lab, "open", "-a", envapp)
+    assert opened.code == 0 and opened.stdout.startswith(f"http://{web['address']}:{web['port']}/")
+
+
+def test_scale_spreads_over_hosts_and_is_idempotent(lab: Path, envapp: str) -> None:
+    res = run_fleet(lab, "ps.scale", "-a", envapp, "web=3", "worker=1")
+    assert res.code == 0, res.stderr
+    dynos = ps(lab, envapp)
+    web = [d for d in dynos if d["type"] == "web"]
+    assert sorted(d["host"] for d in web) == ["node1", "node2", "node3"]
+    assert all(d["state"] == "up" for d in dynos), dynos
+    assert [d["name"] for d in dynos if d["type"] == "worker"] == ["worker.1"]
+    units = sorted(str(d["unit"]) for d in dynos)
+    again = run_fleet(lab, "ps.scale", "-a", envapp, "web=3", "worker=1")
+    assert again.code == 0 and "Starting" not in again.stdout and "Stopping" not in again.stdout
+    assert sorted(str(d["unit"]) for d in ps(lab, envapp)) == units
+
+
+def test_config_values_arrive_byte_for_byte_as_a_new_release(lab: Path, envapp: str) -> None:
+    res = run_fleet(lab, "config.set", "-a", envapp, f"TRICKY={TRICKY}", "EMPTY=", "DOLLAR=$PATH")
+    assert res.code == 0, res.stderr
+    assert "Releasing v2: Set TRICKY, EMPTY, DOLLAR config vars" in res.stdout
+    dynos = ps(lab, envapp)
+    assert {d["release"] for d in dynos} == {2} and all(d["state"] == "up" for d in dynos)
+    for web in (d for d in dynos if d["type"] == "web"):
+        env = get_env(web)
+        assert env["TRICKY"] == TRICKY and env["EMPTY"] == "" and env["DOLLAR"] == "$PATH"
+        assert env["FLEET_RELEASE_VERSION"] == "v2"
+    got = run_fleet(lab, "config.get", "-a", envapp, "TRICKY")
+    assert got.stdout == TRICKY + "\n"
+    assert json.loads(run_fleet(lab, "config", "-a", envapp, "--json").stdout)["TRICKY"] == TRICKY
+    # the value is not on any command line or in the audit log
+    audit = run_fleet(lab, "audit", "--json", "--limit", "5").stdout
+    assert "second line" not in audit and "TRICKY=***" in audit
+    node = str(dynos[0]["host"])
+    from .test_lab import _ssh
+
+    assert "second line" not in _ssh(lab, node, "ps", "-eo", "args")
+    assert "second line" not in _ssh(lab, node, "sh", "-c", "cat /etc/systemd/system/fleet.envapp.*")
+    mode = _ssh(lab, node, "stat", "-c", "%a %U", "/var/lib/fleet/apps/envapp/v2/env").strip()
+    assert mode == "600 root"
+
+
+def test_run_passes_output_and_exit_code(lab: Path, envapp: str) -> None:
+    res = run_fleet(lab, "run", "-a", envapp, "--", "python3", "-c",
+                    "import os, sys; print(os.environ['TRICKY']); print(os.getuid(), os.environ['DYNO']); sys.exit(7)")  # fmt: skip
+    assert res.code == 7, res.stderr
+    lines = res.stdout.splitlines()
+    assert "\n".join(lines[:2]) == TRICKY
+    uid, dyno = lines[2].split()
+    assert uid == "1500" and dyno.startswith("run.")
+    piped = run_fleet(lab, "run", "-a", envapp, "cat")
+    assert piped.code == 0 and piped.stdout == ""
+
+
+def test_files_of_one_app_are_not_visible_to_another(lab: Path, envapp: str, tmp_path: Path) -> None:
+    other = write_app(tmp_path / "other", {**ENV_APP, "secret-of-other.txt": "s3cret\n"})
+    assert run_fleet(lab, "apps.create", "otherapp").code == 0
+    assert run_fleet(lab, "deploy", "-a", "otherapp", str(other)).code == 0
+    probe = (
+        "import os; hits = [os.path.join(d, f) for top in ('/var', '/run', '/tmp', '/home', '/srv', '/opt', '/root', '/etc', '/app', '/usr/local')"
+        " for d, _, fs in os.walk(top) for f in fs if f == 'secret-of-other.txt'];"
+        " print('hits', hits); print('fleet dir', os.listdir('/var/lib/fleet')); open('/app/mine', 'w').write('x'); print('wrote')"
+    )
+    res = run_fleet(lab, "run", "-a", envapp, "--", "python3", "-c", probe)
+    assert res.code == 0, res.stderr
+    assert "hits []" in res.stdout and "fleet dir []" in res.stdout and "wrote" in res.stdout
+    mine = run_fleet(lab, "run", "-a", "otherapp", "--", "python3", "-c", "import glob; print(glob.glob('/app/*'))")
+    assert "/app/secret-of-other.txt" in mine.stdout and "/app/mine" not in mine.stdout
+
+
+def test_crashing_release_leaves_the_old_one_serving(lab: Path, envapp: str, tmp_path: Path) -> None:
+    before = ps(lab, envapp)
+    crash = write_app(tmp_path / "crash", {"Procfile": "web: python3 -c 'import sys; print(\"boom\"); sys.exit(1)'\n"})
+    res = run_fleet(lab, "deploy", "-a", envapp, str(crash))
+    assert res.code == 1
+    assert "crashed while booting" in res.stderr
+    assert "the previous ones keep running" in res.stdout
+    after = ps(lab, envapp)
+    assert [(d["name"], d["release"], d["unit"]) for d in after] == [(d["name"], d["release"], d["unit"]) for d in before]
+    assert all(d["state"] == "up" for d in after)
+    for web in (d for d in after if d["type"] == "web"):
+        assert get_env(web)["TRICKY"] == TRICKY
+    releases = json.loads(run_fleet(lab, "releases", "-a", envapp, "--json").stdout)
+    assert releases[0]["status"] == "failed" and releases[1]["status"] == "succeeded"
+
+
+def test_failing_release_phase_stops_the_release(lab: Path, envapp: str, tmp_path: Path) -> None:
+    src = write_app(tmp_path / "relphase", {**ENV_APP, "Procfile": ENV_APP["Procfile"] + "release: echo migrating; exit 4\n"})
+    before = ps(lab, envapp)
+    res = run_fleet(lab, "deploy", "-a", envapp, str(src))
+    assert res.code == 1
+    assert "-----> Running release command: echo migrating; exit 4" in res.stdout
+    assert "       migrating" in res.stdout
+    assert res.stderr.strip().endswith("was not deployed")
+    assert [d["unit"] for d in ps(lab, envapp)] == [d["unit"] for d in before]
+
+
+def test_releases_and_rollback(lab: Path, envapp: str) -> None:
+    releases = json.loads(run_fleet(lab, "releases", "-a", envapp, "--json").stdout)
+    versions = [r["version"] for r in releases]
+    assert versions == sorted(versions, reverse=True) and versions[-1] == 1
+    res = run_fleet(lab, "rollback", "-a", envapp, "v1")
+    assert res.code == 0, res.stderr
+    latest = json.loads(run_fleet(lab, "releases", "-a", envapp, "--json").stdout)[0]
+    assert latest["version"] == versions[0] + 1 and latest["description"] == "Rollback to v1"
+    assert latest["status"] == "succeeded" and latest["config_keys"] == []
+    web = next(d for d in ps(lab, envapp) if d["type"] == "web")
+    assert "TRICKY" not in get_env(web)
+    assert get_env(web)["FLEET_RELEASE_VERSION"] == f"v{latest['version']}"
+    info = run_fleet(lab, "releases.info", "-a", envapp, f"v{latest['version']}", "--json")
+    assert json.loads(info.stdout)["description"] == "Rollback to v1"
+
+
+def test_restart_and_stop(lab: Path, envapp: str) -> None:
+    res = run_fleet(lab, "ps.restart", "-a", envapp, "web.1")
+    assert res.code == 0, res.stderr
+    assert all(d["state"] == "up" for d in ps(lab, envapp))
+    res = run_fleet(lab, "ps.stop", "-a", envapp, "worker")
+    assert res.code == 0
+    states = {d["name"]: d["state"] for d in ps(lab, envapp)}
+    assert states["worker.1"] == "down" and states["web.1"] == "up"
+    assert run_fleet(lab, "ps.restart", "-a", envapp, "worker").code == 0
+    assert {d["name"]: d["state"] for d in ps(lab, envapp)}["worker.1"] == "up"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ps.scale", "-a", "envapp", "clock=1"), "no process type 'clock' in the current release (types: web, worker)"),
+        (("ps.scale", "-a", "envapp", "web=-1"), "'web=-1': the count cannot be negative"),
+        (("ps.scale", "-a", "envapp", "web=2:huge-9x"), "unknown dyno size 'huge-9x'; sizes: standard-1x (512 MB), standard-2x (1024 MB), performance-m (2560 MB)"),
+        (("config.set", "-a", "envapp", "BAD KEY=1"), "config key 'BAD KEY' is not valid: use letters, digits and underscores, not starting with a digit"),
+        (("config.set", "-a", "envapp", "=1"), "config key '' is not valid: use letters, digits and underscores, not starting with a digit"),
+        (("config.unset", "-a", "envapp", "A=B"), "config key 'A=B' is not valid: use letters, digits and underscores, not starting with a digit"),
+        (("run", "-a", "envapp"), "fleet run needs a command, e.g. `fleet run -a APP -- python manage.py migrate`"),
+        (("rollback", "-a", "envapp", "v999"), "envapp has no release v999; `fleet releases -a envapp` lists them"),
+    ],
+)  # fmt: skip
+def test_bad_input_changes_nothing(lab: Path, envapp: str, args: tuple[str, ...], message: str) -> None:
+    before = ps(lab, envapp)
+    releases_before = run_fleet(lab, "releases", "-a", envapp, "--json").stdout
+    res = run_fleet(lab, *args)
+    assert res.code != 0
+    assert res.stderr.strip() == f"fleet: error: {message}"
+    assert [d["unit"] for d in ps(lab, envapp)] == [d["unit"] for d in before]
+    assert run_fleet(lab, "releases", "-a", envapp, "--json").stdout == releases_before
+
+
+def test_missing_capacity_is_refused_before_anything_changes(lab: Path, envapp: str) -> None:
+    before = ps(lab, envapp)  # web=3 and worker=1 (512 MB) run; 30 x 2560 MB + 512 MB are asked for
+    res = run_fleet(lab, "ps.scale", "-a", envapp, "web=30:performance-m")
+    assert res.code == 1
+    assert res.stderr.startswith(
+        "fleet: error: the fleet cannot hold this formation: it needs 77312 MB for dynos, the hosts have "
+    )
+    assert "MB missing; add hosts, scale down, or pick a smaller size" in res.stderr
+    assert [d["unit"] for d in ps(lab, envapp)] == [d["unit"] for d in before]
+    assert "=== web (standard-1x): 3" in run_fleet(lab, "ps", "-a", envapp).stdout
+
+
+def test_two_operators_on_one_app(lab: Path, envapp: str) -> None:
+    store = Store(lab / "state.db")
+    try:
+        with store.lock(f"app:{envapp}", "ps.scale (the other operator)"):
+            res = run_fleet(lab, "config.set", "-a", envapp, "X=1")
+    finally:
+        store.close()
+    assert res.code == 4
+    assert f"app:{envapp} is locked by " in res.stderr and "ps.scale (the other operator)" in res.stderr
+    assert "X" not in json.loads(run_fleet(lab, "config", "-a", envapp, "--json").stdout)
+
+
+def test_scale_to_zero_and_destroy_cleans_hosts(lab: Path, envapp: str) -> None:
+    res = run_fleet(lab, "ps.scale", "-a", envapp, "web=0", "worker=0")
+    assert res.code == 0, res.stderr
+    assert ps(lab, envapp) == []
+    from .test_lab import _ssh
+
+    for node in ("node1", "node2", "node3"):
+        assert "fleet.envapp." not in _ssh(
+            lab, node, "sh", "-c", "ls /etc/systemd/system; systemctl list-units --all --plain --no-legend"
+        )
+    shutil.rmtree(lab / "cache" / "envapp", ignore_errors=True)
