@@ -20,7 +20,7 @@ MYPY_CORE := fleet/model.py fleet/errors.py fleet/inventory.py fleet/probe.py fl
 .PHONY: install demo test lint unit lab-test clean-lab help
 
 help:
-	@echo "make demo   install, boot a 3-host lab, provision it, print its health"
+	@echo "make demo   install, boot a 3-host lab, provision it, print its health, deploy examples/python (web=2), print its URL"
 	@echo "make test   install, lint, type-check, run every test (lab tests included)"
 
 install: $(STAMPS)/venv
@@ -46,6 +46,11 @@ demo: install
 	$(BIN)/fleet lab.up --nodes 3
 	$(BIN)/fleet nodes.provision
 	$(BIN)/fleet nodes.status
+	$(BIN)/fleet apps.info -a demo-python >/dev/null 2>&1 || $(BIN)/fleet apps.create demo-python
+	$(BIN)/fleet deploy -a demo-python examples/python
+	$(BIN)/fleet ps.scale -a demo-python web=2
+	$(BIN)/fleet ps -a demo-python
+	$(BIN)/fleet open -a demo-python
 
 lint: install
 	$(BIN)/ruff check fleet tests tasks.py bench
