@@ -109,6 +109,14 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE domains (
+        domain TEXT PRIMARY KEY,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        created_at TEXT NOT NULL
+    );
+    ALTER TABLE apps ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 SOURCES = ("task", "shell", "cron")
@@ -301,6 +309,36 @@ class Store:
             "SELECT * FROM releases WHERE app = ? AND status = 'succeeded' ORDER BY version DESC LIMIT 1", (app,)
         ).fetchone()
         return None if row is None else _release(row)
+
+    # -- router: domains and maintenance ------------------------------------------------
+    def domains(self, app: str | None = None) -> list[tuple[str, str]]:
+        """(domain, app) pairs, sorted."""
+        if app is None:
+            rows = self.db.execute("SELECT domain, app FROM domains ORDER BY domain").fetchall()
+        else:
+            rows = self.db.execute("SELECT domain, app FROM domains WHERE app = ? ORDER BY domain", (app,)).fetchall()
+        return [(r[0], r[1]) for r in rows]
+
+    def add_domain(self, app: str, domain: str) -> None:
+        with self.transaction() as db:
+            row = db.execute("SELECT app FROM domains WHERE domain = ?", (domain,)).fetchone()
+            if row is not None:
+                owner = "this app" if row[0] == app else f"app {row[0]}"
+                raise FleetError(f"{domain} already belongs to {owner}; a domain belongs to one app at a time")
+            db.execute("INSERT INTO domains (domain, app, created_at) VALUES (?, ?, ?)", (domain, app, utcnow()))
+
+    def remove_domain(self, app: str, domain: str) -> None:
+        with self.transaction() as db:
+            if db.execute("DELETE FROM domains WHERE domain = ? AND app = ?", (domain, app)).rowcount == 0:
+                raise FleetError(f"{domain} is not a domain of {app}; `fleet domains -a {app}` lists them")
+
+    def set_maintenance(self, app: str, on: bool) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE apps SET maintenance = ? WHERE name = ?", (1 if on else 0, app))
+
+    def maintenance(self, app: str) -> bool:
+        row = self.db.execute("SELECT maintenance FROM apps WHERE name = ?", (app,)).fetchone()
+        return bool(row and row[0])
 
     # -- formation and dynos ----------------------------------------------------------
     def formation(self, app: str) -> dict[str, tuple[int, str]]:

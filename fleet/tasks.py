@@ -334,7 +334,7 @@ def destroy(c: Context, name: str, confirm: str = "") -> None:
     """Destroy an app, its builds and its repository (slugs go at the next slugs.gc)."""
     from fleet.services import apps
 
-    fleet = Fleet.open(executor=RecordingExecutor())
+    fleet = Fleet.open()
     try:
         apps.destroy(fleet, name, confirm)
     finally:
@@ -655,6 +655,92 @@ def open_app(c: Context, app: str) -> None:
     raise FleetError(f"no web dyno of {app} answers; `fleet ps -a {app}` shows their state")
 
 
+# ---------------------------------------------------------------------------- router
+@task(name="domains", help={"app": "the app", "json": "print JSON"})
+@fleet_task()
+def domains_list(c: Context, app: str, json_: bool = False) -> None:
+    """The hostnames an app answers at: APP.<fleet domain> and its custom domains."""
+    from fleet.services import router
+
+    fleet = Fleet.open(executor=RecordingExecutor())
+    try:
+        fleet.store.app(app)
+        found = router.app_domains(fleet, app)
+    finally:
+        fleet.close()
+    _out(json.dumps(found, indent=2) if json_ else "\n".join(found))
+
+
+@task(name="add", positional=["domain"], help={"app": "the app", "domain": "www.example.com or *.example.com"})
+@fleet_task(audit="domains.add")
+def domains_add(c: Context, app: str, domain: str) -> None:
+    """Route a hostname (or a wildcard) to the app."""
+    from fleet.services import router
+
+    fleet = _fleet()
+    try:
+        d = router.add_domain(fleet, app, domain)
+    finally:
+        fleet.close()
+    _out(f"Adding {d} to {app}... done")
+
+
+@task(name="remove", positional=["domain"], help={"app": "the app", "domain": "the hostname to remove"})
+@fleet_task(audit="domains.remove")
+def domains_remove(c: Context, app: str, domain: str) -> None:
+    """Stop routing a hostname to the app."""
+    from fleet.services import router
+
+    fleet = _fleet()
+    try:
+        d = router.remove_domain(fleet, app, domain)
+    finally:
+        fleet.close()
+    _out(f"Removing {d} from {app}... done")
+
+
+def _maintenance(app: str, on: bool) -> None:
+    from fleet.services import router
+
+    fleet = _fleet()
+    try:
+        router.set_maintenance(fleet, app, on)
+    finally:
+        fleet.close()
+    _out(f"{'Enabling' if on else 'Disabling'} maintenance mode for {app}... done")
+
+
+@task(name="on", help={"app": "the app"})
+@fleet_task(audit="maintenance.on")
+def maintenance_on(c: Context, app: str) -> None:
+    """The router answers 503 with the maintenance page (H80); dynos keep running."""
+    _maintenance(app, True)
+
+
+@task(name="off", help={"app": "the app"})
+@fleet_task(audit="maintenance.off")
+def maintenance_off(c: Context, app: str) -> None:
+    """Route to the app's dynos again."""
+    _maintenance(app, False)
+
+
+@task(name="sync")
+@fleet_task(audit="router.sync")
+def router_sync(c: Context) -> None:
+    """Render haproxy.cfg from the current state and put it live on the router hosts (checked first)."""
+    from fleet.services import router
+
+    fleet = _fleet()
+    try:
+        result = router.sync(fleet)
+    finally:
+        fleet.close()
+    for host, outcome in sorted(result.items()):
+        _out(f"{host}: {outcome}")
+    if not result:
+        _out("no router hosts in the inventory")
+
+
 lab_ns = Collection("lab", up, down, kill, partition, heal)
 lab_ns.add_task(lab_status, name="status")
 nodes_ns = Collection("nodes", provision, enroll)
@@ -666,7 +752,12 @@ slugs_ns = Collection("slugs", gc)
 releases_ns = Collection("releases", releases_list, releases_info)
 config_ns = Collection("config", config_show, config_get, config_set, config_unset)
 ps_ns = Collection("ps", ps_list, ps_scale, ps_restart, ps_stop)
-ns = Collection(lab_ns, nodes_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, audit, builds_list, deploy,
+domains_ns = Collection("domains", domains_list, domains_add, domains_remove)
+domains_ns.default = "domains"
+maintenance_ns = Collection("maintenance", maintenance_on, maintenance_off)
+router_ns = Collection("router", router_sync)
+ns = Collection(lab_ns, nodes_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns,
+                audit, builds_list, deploy,
                 rollback, run_task, open_app)  # fmt: skip
 releases_ns.default = "releases"
 config_ns.default = "config"

@@ -27,6 +27,9 @@ class AppInfo:
     git_path: str
     builds: int
     last_slug: str | None
+    web_url: str = ""
+    domains: tuple[str, ...] = ()
+    router_addresses: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -37,6 +40,9 @@ class AppInfo:
             "git_path": self.git_path,
             "builds": self.builds,
             "last_slug": self.last_slug,
+            "web_url": self.web_url,
+            "domains": list(self.domains),
+            "router_addresses": list(self.router_addresses),
         }
 
 
@@ -93,7 +99,18 @@ def create(fleet: Fleet, name: str, buildpack: str = "") -> AppInfo:
 def info(fleet: Fleet, name: str) -> AppInfo:
     app = fleet.store.app(name)
     builds = fleet.store.builds(name, limit=1000)
+    from fleet.errors import ConfigError
+    from fleet.services import router
+
+    domains = tuple(router.app_domains(fleet, name))
+    try:
+        routers = tuple(n.address for n in router.router_hosts(fleet.inventory()))
+    except ConfigError:
+        routers = ()
     return AppInfo(
+        web_url=f"http://{domains[0]}/",
+        domains=domains,
+        router_addresses=routers,
         app=app,
         git_url=git_url(fleet, name),
         git_path=str(repo_path(fleet, name)),
@@ -107,6 +124,15 @@ def destroy(fleet: Fleet, name: str, confirm: str) -> None:
     if confirm != name:
         raise UsageError(f"destroying {name} deletes its builds and repository; confirm with `--confirm {name}`")
     with fleet.store.lock(f"app:{app.name}", "apps.destroy"):
+        running = fleet.store.dynos(app.name)
+        if running:
+            from fleet.services import dynos, router
+
+            inv = fleet.inventory()
+            router.drain(fleet, inv, {d.unit for d in running})
+            dynos.remove_dynos(fleet, inv, running)
         fleet.store.delete_app(app.name)
+        if running:
+            router.sync(fleet)
         shutil.rmtree(repo_path(fleet, app.name), ignore_errors=True)
         shutil.rmtree(fleet.settings.cache_dir / app.name, ignore_errors=True)

@@ -46,6 +46,7 @@ from fleet.dyno.units import (
 from fleet.errors import FleetError, HealthcheckTimeout, UsageError
 from fleet.exec.base import fan_out
 from fleet.model import DynoRecord, Inventory, Node, Release
+from fleet.services import router
 from fleet.slugstore import SlugStore
 from fleet.state import utcnow
 
@@ -315,6 +316,7 @@ def converge(fleet: Fleet, app: str, release: Release, on_line: Output, *, repla
             for d in group:
                 if d.unit in clash:
                     old = [o for o in to_stop if o.unit == d.unit]
+                    router.drain(fleet, inv, {o.unit for o in old})
                     remove_dynos(fleet, inv, old)
                     to_stop = [o for o in to_stop if o.unit != d.unit]
             for d in group:
@@ -323,14 +325,18 @@ def converge(fleet: Fleet, app: str, release: Release, on_line: Output, *, repla
             on_line(f"-----> Starting {', '.join(f'{d.name} on {d.host}' for d in group)}")
             start_dynos(fleet, inv, release, group)
             wait_until_up(fleet, inv, group)
+            router.sync(fleet, inv)  # up: now they join their backend
     except FleetError:
         if started:
             on_line(f" !     Stopping the new dynos: {', '.join(d.name for d in started)}; the previous ones keep running")
+            router.drain(fleet, inv, {d.unit for d in started})
             remove_dynos(fleet, inv, started)
         raise
     if to_stop:
         on_line(f"-----> Stopping {', '.join(f'{d.name} (v{d.release}) on {d.host}' for d in to_stop)}")
+        router.drain(fleet, inv, {d.unit for d in to_stop})  # out of the backend before they stop
         remove_dynos(fleet, inv, to_stop)
+    router.sync(fleet, inv)
 
 
 def deploy_release(fleet: Fleet, release: Release, on_line: Output) -> Release:
@@ -491,16 +497,19 @@ def restart(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
         web = [d for d in chosen if d.type == "web"]
         others = [d for d in chosen if d.type != "web"]
         for group in [[d] for d in web] + ([others] if others else []):
+            router.drain(fleet, inv, {d.unit for d in group if d.type == "web"})
             for host, ds in _by_host(group).items():
                 fleet.executor.run(inv.node(host), ("systemctl", "restart", *[d.unit for d in ds]), timeout=90)
             on_line(f"Restarting {', '.join(d.name for d in group)}... done")
             wait_until_up(fleet, inv, group)
+            router.sync(fleet, inv)
 
 
 def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
     inv = fleet.inventory()
     with fleet.store.lock(f"app:{app}", "ps.stop"):
         chosen = _select(fleet.store.dynos(app), which)
+        router.drain(fleet, inv, {d.unit for d in chosen if d.type == "web"})
         for host, ds in _by_host(chosen).items():
             units = [d.unit for d in ds]
             fleet.executor.run(inv.node(host), ("systemctl", "stop", *units), timeout=90)

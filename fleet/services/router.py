@@ -1,0 +1,147 @@
+"""Router sync: render haproxy.cfg for every app and put it live on the router hosts.
+
+Every candidate config is checked with ``haproxy -c`` on the router before it
+replaces the old one; a config that fails never goes live and the error
+names the app behind it. Reloads are hitless (master-worker, listening
+sockets handed over). Dynos join a backend only once they are up, and
+leave it (drained) before they stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Collection
+
+from fleet.context import Fleet
+from fleet.errors import ConfigError, FleetError, UsageError
+from fleet.exec.base import fan_out
+from fleet.model import Inventory, Node
+from fleet.router import DEFAULT_DOMAIN, RouterApp, Server, app_for_line, render_config, routes_json, validate_domain
+
+log = logging.getLogger(__name__)
+
+CONFIG = "/etc/haproxy/haproxy.cfg"
+ROUTES = "/etc/haproxy/fleet-apps.json"
+CANDIDATE = "/etc/haproxy/haproxy.cfg.fleet-new"
+INSTALL = (
+    'set -e; cd /etc/haproxy; if cmp -s "$1" haproxy.cfg && cmp -s "$2" fleet-apps.json; then rm -f "$1" "$2"; echo unchanged; exit 0; fi;'
+    ' mv "$2" fleet-apps.json; mv "$1" haproxy.cfg; systemctl reload-or-restart haproxy; echo reloaded'
+)
+
+
+class RouterConfigRejected(FleetError):
+    pass
+
+
+def fleet_domain(fleet: Fleet) -> str:
+    value = fleet.settings.read_config().get("domain", DEFAULT_DOMAIN)
+    if not isinstance(value, str):
+        raise ConfigError(str(fleet.settings.config_file), "domain", f"must be a domain name, got {value!r}")
+    return validate_domain(value)
+
+
+def drain_seconds(fleet: Fleet) -> float:
+    return fleet.settings.number("drain_seconds", 3)
+
+
+def app_domains(fleet: Fleet, app: str) -> list[str]:
+    return [f"{app}.{fleet_domain(fleet)}"] + [d for d, _ in fleet.store.domains(app)]
+
+
+def routes(fleet: Fleet, inv: Inventory, exclude: Collection[str] = ()) -> list[RouterApp]:
+    out = []
+    for app in fleet.store.apps():
+        servers = tuple(
+            Server(d.name, inv.node(d.host).address, d.port)
+            for d in fleet.store.dynos(app.name)
+            if d.type == "web" and d.port and d.unit not in exclude and d.host in inv.names
+        )
+        quantity = fleet.store.formation(app.name).get("web", (0, ""))[0]
+        out.append(RouterApp(app.name, tuple(app_domains(fleet, app.name)), quantity, fleet.store.maintenance(app.name), servers))
+    return out
+
+
+def router_hosts(inv: Inventory) -> list[Node]:
+    return [n for n in inv.nodes if n.is_router]
+
+
+def sync(fleet: Fleet, inv: Inventory | None = None, exclude: Collection[str] = ()) -> dict[str, str]:
+    """Put the current routes live on every router; returns host -> "reloaded" or "unchanged"."""
+    inv = inv or fleet.inventory()
+    routers = router_hosts(inv)
+    if not routers:
+        return {}
+    apps = routes(fleet, inv, exclude)
+    config = render_config(apps)
+    routes_text = routes_json(apps)
+
+    def put(node: Node) -> str:
+        from fleet.services.dynos import write_file
+
+        write_file(fleet, node, CANDIDATE, config, "0644")
+        write_file(fleet, node, CANDIDATE + ".json", routes_text, "0644")
+        check = fleet.executor.run(node, ("haproxy", "-c", "-f", CANDIDATE), check=False)
+        if check.code != 0:
+            fleet.executor.run(node, ("rm", "-f", CANDIDATE, CANDIDATE + ".json"), check=False)
+            raise RouterConfigRejected(describe_rejection(config, check.stdout + check.stderr))
+        return fleet.executor.run(node, ("sh", "-c", INSTALL, "fleet-router", CANDIDATE, CANDIDATE + ".json")).stdout.strip()
+
+    res = fan_out(routers, put, max_parallel=fleet.settings.max_parallel, deadline=60.0)
+    rejected = [e for e in res.failed.values() if isinstance(e, RouterConfigRejected)]
+    if rejected:
+        raise rejected[0]
+    return res.raise_on_failure("router sync")
+
+
+def describe_rejection(config: str, output: str) -> str:
+    m = re.search(r"\[[^\]]*:(\d+)\]", output)
+    app = app_for_line(config, int(m.group(1))) if m else None
+    first = next((ln.strip() for ln in output.splitlines() if "ALERT" in ln), output.strip().splitlines()[-1] if output.strip() else "")
+    who = f"app {app}" if app else "the router's own part"
+    return f"haproxy rejected the new config (in {who}); the old one keeps serving: {first}"
+
+
+def drain(fleet: Fleet, inv: Inventory, units: Collection[str]) -> None:
+    """Take dynos out of their backends and give in-flight requests time to finish."""
+    if not units or not router_hosts(inv):
+        return
+    sync(fleet, inv, exclude=units)
+    time.sleep(drain_seconds(fleet))
+
+
+# -- domains and maintenance ---------------------------------------------------------------
+def add_domain(fleet: Fleet, app: str, domain: str) -> str:
+    fleet.store.app(app)
+    d = validate_domain(domain)
+    if d == fleet_domain(fleet) or d.endswith("." + fleet_domain(fleet)):
+        raise UsageError(f"{d} is under the fleet's own domain; every app already answers at APP.{fleet_domain(fleet)}")
+    with fleet.store.lock(f"app:{app}", "domains.add"):
+        fleet.store.add_domain(app, d)
+        try:
+            sync(fleet)
+        except FleetError:
+            fleet.store.remove_domain(app, d)
+            raise
+    return d
+
+
+def remove_domain(fleet: Fleet, app: str, domain: str) -> str:
+    fleet.store.app(app)
+    d = validate_domain(domain)
+    with fleet.store.lock(f"app:{app}", "domains.remove"):
+        fleet.store.remove_domain(app, d)
+        sync(fleet)
+    return d
+
+
+def set_maintenance(fleet: Fleet, app: str, on: bool) -> None:
+    fleet.store.app(app)
+    with fleet.store.lock(f"app:{app}", "maintenance"):
+        fleet.store.set_maintenance(app, on)
+        try:
+            sync(fleet)
+        except FleetError:
+            fleet.store.set_maintenance(app, not on)
+            raise

@@ -1,0 +1,95 @@
+"""The router config: one template, valid haproxy.cfg, names and domains checked (pure)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from fleet.errors import UsageError
+from fleet.router import RouterApp, Server, app_for_line, render_config, routes_json, validate_domain
+from fleet.services.router import describe_rejection
+
+ROOT = Path(__file__).resolve().parents[2]
+APPS = [
+    RouterApp("py1", ("py1.fleet.test", "www.example.com", "*.apps.example.org"), 2, False,
+              (Server("web.1", "169.254.77.11", 20000), Server("web.2", "169.254.77.12", 20001))),
+    RouterApp("idle", ("idle.fleet.test",), 0, False),
+    RouterApp("fixing", ("fixing.fleet.test",), 1, True),
+]  # fmt: skip
+
+
+def test_render_routes_each_domain_to_its_backend() -> None:
+    cfg = render_config(APPS)
+    assert "    use_backend app-py1 if { var(txn.fleet_host) -m str py1.fleet.test }" in cfg
+    assert "    use_backend app-py1 if { var(txn.fleet_host) -m str www.example.com }" in cfg
+    assert "    use_backend app-py1 if { var(txn.fleet_host) -m end .apps.example.org }" in cfg
+    assert "    server web.2 169.254.77.12:20001 check inter 2s fall 2 rise 1" in cfg
+    assert "    default_backend fleet-no-such-app" in cfg
+
+
+def test_error_pages_per_backend_state() -> None:
+    cfg = render_config(APPS)
+    backends = {b.split("\n", 1)[0]: b for b in cfg.split("backend ")[1:]}
+    assert "fleet-h10.http" in backends["app-py1"] and "fleet-h14.http" not in backends["app-py1"]
+    assert "fleet-h14.http" in backends["app-idle"]
+    assert 'code=H80 desc=\\"Maintenance mode\\"' in backends["app-fixing"]
+    assert "code=H80" not in backends["app-py1"]
+    for name in ("app-py1", "app-idle", "app-fixing"):
+        assert "errorfile 504 /etc/haproxy/errors/fleet-h12.http" in backends[name]
+        assert "errorfile 502 /etc/haproxy/errors/fleet-h13.http" in backends[name]
+
+
+def test_same_output_from_the_routes_file_the_role_reads() -> None:
+    """The role renders from fleet-apps.json; fleet from RouterApp values: same variables, same text."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(ROOT / "roles/router/templates")), trim_blocks=True, keep_trailing_newline=True
+    )
+    as_role = env.get_template("haproxy.cfg.j2").render(
+        fleet_router_apps=json.loads(routes_json(APPS)), fleet_router_http_port=80, fleet_router_metrics_port=8404
+    )
+    assert as_role == render_config(APPS)
+
+
+@pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
+def test_rendered_config_passes_haproxy_check(tmp_path: Path) -> None:
+    cfg = tmp_path / "haproxy.cfg"
+    errors = tmp_path / "errors"
+    errors.mkdir()
+    text = render_config(APPS).replace("/etc/haproxy/errors/", f"{errors}/")
+    for f in (ROOT / "roles/router/files").iterdir():
+        (errors / f"fleet-{f.name}").write_bytes(f.read_bytes())
+    cfg.write_text(text.replace("/run/haproxy/admin.sock", str(tmp_path / "admin.sock")))
+    res = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "Configuration file is valid" in res.stdout
+
+
+@pytest.mark.parametrize("good", ["example.com", "www.example.com", "*.example.com", "a-b.c0.example.io", "WWW.Example.COM."])
+def test_valid_domains(good: str) -> None:
+    assert validate_domain(good) == good.lower().rstrip(".")
+
+
+@pytest.mark.parametrize(
+    "bad", ["localhost", "exa mple.com", "-x.example.com", "x-.example.com", "*.*.example.com", "a.*.example.com",
+            "ex;ample.com", "example.com }", "a" * 64 + ".com", "é.example.com", "example.com\nuse_backend x", ""],
+)  # fmt: skip
+def test_invalid_domains_are_refused(bad: str) -> None:
+    with pytest.raises(UsageError) as err:
+        validate_domain(bad)
+    assert "is not a valid hostname" in str(err.value)
+
+
+def test_app_for_line_names_the_app_behind_an_error() -> None:
+    cfg = render_config(APPS)
+    lines = cfg.splitlines()
+    n = next(i for i, line in enumerate(lines, 1) if "server web.2" in line)
+    assert app_for_line(cfg, n) == "py1"
+    assert app_for_line(cfg, 3) is None
+    msg = describe_rejection(cfg, f"[ALERT]    (1) : config : parsing [/etc/haproxy/haproxy.cfg.fleet-new:{n}] : bad thing\n")
+    assert msg.startswith("haproxy rejected the new config (in app py1); the old one keeps serving: [ALERT]")
