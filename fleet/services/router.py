@@ -54,7 +54,7 @@ def routes(fleet: Fleet, inv: Inventory, exclude: Collection[str] = ()) -> list[
     out = []
     for app in fleet.store.apps():
         servers = tuple(
-            Server(d.name, inv.node(d.host).address, d.port)
+            Server(f"{d.name}.v{d.release}", inv.node(d.host).address, d.port)  # old and new coexist during a rollout
             for d in fleet.store.dynos(app.name)
             if d.type == "web" and d.port and d.unit not in exclude and d.host in inv.names
         )
@@ -98,7 +98,9 @@ def sync(fleet: Fleet, inv: Inventory | None = None, exclude: Collection[str] = 
 def describe_rejection(config: str, output: str) -> str:
     m = re.search(r"\[[^\]]*:(\d+)\]", output)
     app = app_for_line(config, int(m.group(1))) if m else None
-    first = next((ln.strip() for ln in output.splitlines() if "ALERT" in ln), output.strip().splitlines()[-1] if output.strip() else "")
+    first = next(
+        (ln.strip() for ln in output.splitlines() if "ALERT" in ln), output.strip().splitlines()[-1] if output.strip() else ""
+    )
     who = f"app {app}" if app else "the router's own part"
     return f"haproxy rejected the new config (in {who}); the old one keeps serving: {first}"
 

@@ -1,0 +1,229 @@
+"""The router on a real lab: HAProxy on node1 in front of dynos on all three hosts."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import socket
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from fleet.lab.plan import LabNode
+
+from .conftest import run_fleet
+from .test_lab import _ssh
+
+pytestmark = pytest.mark.lab
+
+ROUTER = LabNode(1).address
+APP_FILES = {
+    "Procfile": "web: python3 web.py\n",
+    "web.py": (
+        "import http.server, json, os, time\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    protocol_version = 'HTTP/1.1'\n"
+        "    def do_GET(self):\n"
+        "        if self.path.startswith('/sleep/'):\n"
+        "            time.sleep(float(self.path.split('/')[2]))\n"
+        "        if self.path == '/close':\n"
+        "            self.close_connection = True\n"
+        "            self.connection.close()\n"
+        "            return\n"
+        "        body = json.dumps({'dyno': os.environ['DYNO'], 'headers': dict(self.headers)}).encode()\n"
+        "        self.send_response(200); self.send_header('Content-Length', str(len(body))); self.end_headers(); self.wfile.write(body)\n"
+        "    def log_message(self, *a): pass\n"
+        "http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n"
+    ),
+}
+
+
+def get(
+    host: str, path: str = "/", headers: dict[str, str] | None = None, timeout: float = 40
+) -> tuple[int, str, dict[str, str]]:
+    conn = http.client.HTTPConnection(ROUTER, 80, timeout=timeout)
+    try:
+        conn.request("GET", path, headers={"Host": host, **(headers or {})})
+        resp = conn.getresponse()
+        return resp.status, resp.read().decode(errors="replace"), {k.lower(): v for k, v in resp.getheaders()}
+    finally:
+        conn.close()
+
+
+def router_log(lab: Path, needle: str) -> str:
+    deadline = time.monotonic() + 10
+    while True:
+        out = _ssh(lab, "node1", "journalctl", "-t", "haproxy", "--no-pager", "-o", "cat", "-n", "200")
+        lines = [line for line in out.splitlines() if needle in line]
+        if lines or time.monotonic() > deadline:
+            return lines[-1] if lines else ""
+        time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def routed(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+    src = tmp_path_factory.mktemp("routed")
+    for name, text in APP_FILES.items():
+        (src / name).write_text(text)
+    assert run_fleet(lab, "apps.create", "routed").code == 0
+    res = run_fleet(lab, "deploy", "-a", "routed", str(src))
+    assert res.code == 0, res.stdout + res.stderr
+    assert run_fleet(lab, "ps.scale", "-a", "routed", "web=2").code == 0
+    return "routed"
+
+
+def test_requests_reach_the_app_with_herokus_headers(lab: Path, routed: str) -> None:
+    before = time.time() * 1000
+    status, body, _ = get("routed.fleet.test")
+    assert status == 200
+    headers = {k.lower(): v for k, v in json.loads(body)["headers"].items()}
+    assert headers["x-forwarded-for"] == "169.254.77.1"
+    assert headers["x-forwarded-proto"] == "http" and headers["x-forwarded-port"] == "80"
+    assert before - 5000 < int(headers["x-request-start"]) < time.time() * 1000 + 5000
+    assert headers["via"] == "1.1 fleet-router"
+    assert len(headers["x-request-id"]) == 36
+    kept = "abcdefghij0123456789+/=-"
+    status, body, _ = get("routed.fleet.test", headers={"X-Request-Id": kept})
+    assert json.loads(body)["headers"]["x-request-id"] == kept
+    status, body, _ = get("routed.fleet.test", headers={"X-Request-Id": "short"})
+    assert len(json.loads(body)["headers"]["x-request-id"]) == 36
+    dynos = {json.loads(get("routed.fleet.test")[1])["dyno"] for _ in range(6)}
+    assert dynos == {"web.1", "web.2"}
+    line = router_log(lab, f"request_id={kept}")
+    assert line.startswith('at=info method=GET path="/" host=routed.fleet.test request_id=' + kept)
+    assert 'fwd="169.254.77.1" dyno=web.' in line and " status=200 " in line and line.endswith("protocol=http app=app-routed")
+
+
+def test_unknown_host_gets_404(lab: Path, routed: str) -> None:
+    status, body, _ = get("nobody.example.com")
+    assert status == 404 and "No such app" in body
+
+
+def test_domains(lab: Path, routed: str) -> None:
+    info = json.loads(run_fleet(lab, "apps.info", "-a", routed, "--json").stdout)
+    assert info["web_url"] == "http://routed.fleet.test/" and info["domains"] == ["routed.fleet.test"]
+    assert info["router_addresses"] == [ROUTER]
+    assert run_fleet(lab, "domains.add", "-a", routed, "www.routed-example.com").code == 0
+    assert run_fleet(lab, "domains.add", "-a", routed, "*.wild-example.org").code == 0
+    assert get("www.routed-example.com")[0] == 200
+    assert get("Any.Wild-Example.org")[0] == 200
+    assert get("wild-example.org")[0] == 404
+    assert run_fleet(lab, "domains", "-a", routed).stdout.split() == [
+        "routed.fleet.test",
+        "*.wild-example.org",
+        "www.routed-example.com",
+    ]
+    assert run_fleet(lab, "apps.create", "other-app").code == 0
+    taken = run_fleet(lab, "domains.add", "-a", "other-app", "www.routed-example.com")
+    assert taken.code == 1
+    assert (
+        taken.stderr.strip()
+        == "fleet: error: www.routed-example.com already belongs to app routed; a domain belongs to one app at a time"
+    )
+    bad = run_fleet(lab, "domains.add", "-a", routed, "bad host}.com")
+    assert bad.code == 2 and "is not a valid hostname" in bad.stderr
+    assert run_fleet(lab, "domains.remove", "-a", routed, "www.routed-example.com").code == 0
+    assert get("www.routed-example.com")[0] == 404
+
+
+def test_h13_connection_closed_without_response(lab: Path, routed: str) -> None:
+    status, body, headers = get("routed.fleet.test", "/close")
+    assert status == 503 and "closed the connection without answering" in body and "x-fleet-code" not in headers
+    assert 'at=error code=H13 desc="Connection closed without response"' in router_log(lab, "code=H13")
+
+
+def test_h80_maintenance(lab: Path, routed: str) -> None:
+    assert run_fleet(lab, "maintenance.on", "-a", routed).code == 0
+    try:
+        status, body, _ = get("routed.fleet.test")
+        assert status == 503 and "Offline for maintenance" in body
+        assert 'at=error code=H80 desc="Maintenance mode"' in router_log(lab, "code=H80")
+    finally:
+        assert run_fleet(lab, "maintenance.off", "-a", routed).code == 0
+    assert get("routed.fleet.test")[0] == 200
+
+
+def test_h12_request_timeout(lab: Path, routed: str) -> None:
+    start = time.monotonic()
+    status, body, _ = get("routed.fleet.test", "/sleep/33")
+    assert 29 < time.monotonic() - start < 33
+    assert status == 503 and "Request timeout" in body
+    assert 'at=error code=H12 desc="Request timeout"' in router_log(lab, "code=H12")
+
+
+def test_bad_requests_get_http_errors_and_others_keep_working(lab: Path, routed: str) -> None:
+    def raw(data: bytes) -> bytes:
+        with socket.create_connection((ROUTER, 80), timeout=15) as s:
+            s.sendall(data)
+            return s.recv(200)
+
+    assert raw(b"GET / HTTP/1.1\r\nHost: rou\x01ted\xff.fleet.test\r\n\r\n").split(b" ")[1] in (b"400", b"404")
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
+    assert raw(b"GET / HTTP/1.1\r\nHost: routed.fleet.test\r\n" + many + b"\r\n").split(b" ")[1] in (b"400", b"431")
+    assert raw(b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: routed.fleet.test\r\n\r\n").split(b" ")[1] in (b"400", b"414")
+    assert get("routed.fleet.test")[0] == 200
+
+
+def test_a_config_haproxy_rejects_never_goes_live(lab: Path, routed: str) -> None:
+    _ssh(lab, "node1", "mv", "/etc/haproxy/errors/fleet-h14.http", "/tmp/h14.http")
+    try:
+        before = _ssh(lab, "node1", "cat", "/etc/haproxy/haproxy.cfg")
+        res = run_fleet(lab, "domains.add", "-a", routed, "new.routed-example.com")
+        assert res.code == 1
+        assert res.stderr.startswith(
+            "fleet: error: haproxy rejected the new config (in app other-app); the old one keeps serving:"
+        )
+        assert _ssh(lab, "node1", "cat", "/etc/haproxy/haproxy.cfg") == before
+        assert "new.routed-example.com" not in run_fleet(lab, "domains", "-a", routed).stdout
+        assert get("routed.fleet.test")[0] == 200
+    finally:
+        _ssh(lab, "node1", "mv", "/tmp/h14.http", "/etc/haproxy/errors/fleet-h14.http")
+
+
+def test_deploy_scale_restart_and_config_lose_no_request(lab: Path, routed: str) -> None:
+    failures: list[str] = []
+    count = 0
+    stop = threading.Event()
+
+    def load() -> None:
+        nonlocal count
+        while not stop.is_set():
+            try:
+                status = get("routed.fleet.test", timeout=10)[0]
+                if status != 200:
+                    failures.append(str(status))
+            except OSError as e:
+                failures.append(repr(e))
+            count += 1
+            time.sleep(0.02)
+
+    workers = [threading.Thread(target=load) for _ in range(4)]
+    for w in workers:
+        w.start()
+    try:
+        for args in (("ps.scale", "-a", routed, "web=4"), ("config.set", "-a", routed, "ROLL=1"), ("ps.restart", "-a", routed, "web"),
+                     ("ps.scale", "-a", routed, "web=2")):  # fmt: skip
+            res = run_fleet(lab, *args)
+            assert res.code == 0, res.stderr
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=30)
+    assert count > 100
+    assert failures == [], f"{len(failures)} of {count} requests failed: {failures[:5]}"
+
+
+def test_h14_no_web_dynos_and_h10_all_down(lab: Path, routed: str) -> None:
+    assert run_fleet(lab, "ps.stop", "-a", routed, "web").code == 0
+    status, body, _ = get("routed.fleet.test")
+    assert status == 503 and "App crashed" in body
+    assert 'at=error code=H10 desc="App crashed"' in router_log(lab, "code=H10")
+    assert run_fleet(lab, "ps.scale", "-a", routed, "web=0").code == 0
+    status, body, _ = get("routed.fleet.test")
+    assert status == 503 and "No web dynos running" in body
+    assert 'at=error code=H14 desc="No web dynos running"' in router_log(lab, "code=H14")
+    metrics = urllib.request.urlopen(f"http://{ROUTER}:8404/metrics", timeout=10).read().decode()
+    assert 'haproxy_backend_http_responses_total{proxy="app-routed",code="5xx"}' in metrics
