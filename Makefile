@@ -10,7 +10,8 @@ STAMPS := .make
 # overlay of this machine's root, so the packages the Ansible roles install
 # on hosts (python3-psutil, systemd-container, haproxy, rsync) must be here too.
 DEB_PACKAGES := systemd-container systemd haproxy openssh-server openssh-client git \
-                python3 python3-venv python3-psutil rsync iproute2 ca-certificates zstd
+                python3 python3-venv python3-psutil rsync iproute2 ca-certificates zstd \
+                wrk hey
 
 # Pure core, type-checked strictly (no I/O modules).
 MYPY_CORE := fleet/model.py fleet/errors.py fleet/inventory.py fleet/probe.py fleet/provision.py \
