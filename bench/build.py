@@ -65,7 +65,9 @@ def main() -> None:
             fleet(home, "apps.destroy", app, "--confirm", app)
     cold_s, warm_s = statistics.median(cold), statistics.median(warm)
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"rounds: {args.rounds}; cold runs: {', '.join(f'{t:.2f}' for t in cold)} s; warm runs: {', '.join(f'{t:.2f}' for t in warm)} s")
+    print(
+        f"rounds: {args.rounds}; cold runs: {', '.join(f'{t:.2f}' for t in cold)} s; warm runs: {', '.join(f'{t:.2f}' for t in warm)} s"
+    )
     print(f"cold build (empty cache):          {cold_s:.2f} s (median)")
     print(f"warm build (deps unchanged):       {warm_s:.2f} s (median)")
     print(f"warm/cold ratio:                   {warm_s / cold_s:.2f} (goal <= 0.25)")

@@ -26,7 +26,9 @@ APP = "bench-rollout"
 
 
 def fleet(home: Path, *args: str) -> str:
-    res = subprocess.run([FLEET, *args], capture_output=True, text=True, env={**os.environ, "FLEET_HOME": str(home)}, timeout=1800)
+    res = subprocess.run(
+        [FLEET, *args], capture_output=True, text=True, env={**os.environ, "FLEET_HOME": str(home)}, timeout=1800
+    )
     if res.returncode != 0:
         sys.exit(f"bench: `fleet {' '.join(args)}` failed:\n{res.stdout[-3000:]}{res.stderr}")
     return res.stdout
@@ -71,7 +73,9 @@ def main() -> None:
         hosts = sorted({d["host"] for d in json.loads(fleet(home, "ps", "-a", APP, "--json"))})
         fleet(home, "ps.scale", "-a", APP, "web=0")
         fleet(home, "apps.destroy", APP, "--confirm", APP)
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab: 3 nspawn hosts; dynos on {', '.join(hosts)}")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab: 3 nspawn hosts; dynos on {', '.join(hosts)}"
+    )
     print(f"scale web=1 -> web=10, all answering:   {scale_s:.2f} s  ({9 / scale_s:.2f} new dynos/s)")
     print(f"config change, 10 dynos rolled:       {config_s:.2f} s  ({10 / config_s:.2f} dynos/s)")
 

@@ -30,7 +30,9 @@ HOST = f"{APP}.fleet.test"
 
 
 def fleet(home: Path, *args: str) -> str:
-    res = subprocess.run([FLEET, *args], capture_output=True, text=True, env={**os.environ, "FLEET_HOME": str(home)}, timeout=1800)
+    res = subprocess.run(
+        [FLEET, *args], capture_output=True, text=True, env={**os.environ, "FLEET_HOME": str(home)}, timeout=1800
+    )
     if res.returncode != 0:
         sys.exit(f"bench: `fleet {' '.join(args)}` failed:\n{res.stdout[-3000:]}{res.stderr}")
     return res.stdout
@@ -102,11 +104,17 @@ def main() -> None:
         changes = hey_stats(load.communicate(timeout=60)[0])
         fleet(home, "ps.scale", "-a", APP, "web=0")
         fleet(home, "apps.destroy", APP, "--confirm", APP)
-    print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab: 3 nspawn hosts, router {router}; app: examples/node")
+    print(
+        f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab: 3 nspawn hosts, router {router}; app: examples/node"
+    )
     print(f"(a) 200 req/s for {secs:g} s, p50/p99: direct {direct['p50_ms']:.2f}/{direct['p99_ms']:.2f} ms, "
           f"router {routed['p50_ms']:.2f}/{routed['p99_ms']:.2f} ms; added at p99: {routed['p99_ms'] - direct['p99_ms']:.2f} ms (goal <= 1 ms)")  # fmt: skip
-    print(f"(b) saturation (wrk -t2 -c32): direct {direct_rps:.0f} req/s, router {router_rps:.0f} req/s; ratio {router_rps / direct_rps:.2f} (goal >= 0.7)")
-    print(f"(c) 20 reloads + deploy + scale 2->6->2 under 100 req/s: {changes['ok']:.0f} ok, {changes['failed']:.0f} failed (goal 0)")
+    print(
+        f"(b) saturation (wrk -t2 -c32): direct {direct_rps:.0f} req/s, router {router_rps:.0f} req/s; ratio {router_rps / direct_rps:.2f} (goal >= 0.7)"
+    )
+    print(
+        f"(c) 20 reloads + deploy + scale 2->6->2 under 100 req/s: {changes['ok']:.0f} ok, {changes['failed']:.0f} failed (goal 0)"
+    )
 
 
 if __name__ == "__main__":

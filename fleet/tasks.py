@@ -633,13 +633,28 @@ def open_app(c: Context, app: str) -> None:
     import urllib.error
     import urllib.request
 
-    from fleet.services import dynos
+    from fleet.services import dynos, router
 
     fleet = _fleet()
     try:
         views = dynos.ps(fleet, app)
+        routers = router.router_hosts(fleet.inventory())
+        domain = router.app_domains(fleet, app)[0]
     finally:
         fleet.close()
+    for r in routers:  # through the router first, as users reach it
+        try:
+            req = urllib.request.Request(f"http://{r.address}/", headers={"Host": domain})
+            with urllib.request.urlopen(req, timeout=5) as resp:
+                _out(
+                    f"http://{domain}/  (router {r.address} answered {resp.status}; try: curl -H 'Host: {domain}' http://{r.address}/)"
+                )
+                return
+        except urllib.error.HTTPError as e:
+            _out(f"http://{domain}/  (router {r.address} answered {e.code})")
+            return
+        except OSError:
+            continue
     for v in views:
         if v.type == "web" and v.state == "up" and v.address and v.port:
             url = f"http://{v.address}:{v.port}/"

@@ -70,7 +70,8 @@ def test_first_deploy_runs_one_web_dyno_that_answers(lab: Path, envapp: str) -> 
     assert len(env["FLEET_DYNO_ID"]) == 16
     assert env["HOME"] == "/app"
     opened = run_fleet(lab, "open", "-a", envapp)
-    assert opened.code == 0 and opened.stdout.startswith(f"http://{web['address']}:{web['port']}/")
+    assert opened.code == 0, opened.stderr
+    assert opened.stdout.startswith("http://envapp.fleet.test/  (router 169.254.77.11 answered 200")
 
 
 def test_scale_spreads_over_hosts_and_is_idempotent(lab: Path, envapp: str) -> None:

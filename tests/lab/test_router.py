@@ -227,3 +227,15 @@ def test_h14_no_web_dynos_and_h10_all_down(lab: Path, routed: str) -> None:
     assert 'at=error code=H14 desc="No web dynos running"' in router_log(lab, "code=H14")
     metrics = urllib.request.urlopen(f"http://{ROUTER}:8404/metrics", timeout=10).read().decode()
     assert 'haproxy_backend_http_responses_total{proxy="app-routed",code="5xx"}' in metrics
+
+
+def test_a_refused_connection_is_retried_on_another_dyno(lab: Path, routed: str) -> None:
+    assert run_fleet(lab, "ps.scale", "-a", routed, "web=2").code == 0
+    dynos = [d for d in json.loads(run_fleet(lab, "ps", "-a", routed, "--json").stdout) if d["type"] == "web"]
+    assert len(dynos) == 2 and all(d["state"] == "up" for d in dynos)
+    victim = dynos[0]
+    # stop one dyno behind fleet's back: the router still lists it until its health check fails (2 x 2 s)
+    _ssh(lab, str(victim["host"]), "systemctl", "stop", str(victim["unit"]))
+    statuses = [get("routed.fleet.test")[0] for _ in range(20)]
+    assert statuses == [200] * 20
+    assert run_fleet(lab, "ps.restart", "-a", routed, str(victim["name"])).code == 0
