@@ -9,6 +9,7 @@ they reach it.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -51,6 +52,57 @@ class RouterApp:
     web_quantity: int
     maintenance: bool = False
     servers: tuple[Server, ...] = field(default_factory=tuple)
+    error_page_url: str = ""  # ERROR_PAGE_URL: the router's error pages frame this page
+    maintenance_page_url: str = ""  # MAINTENANCE_PAGE_URL: likewise for maintenance mode
+
+
+#: The router's own error pages: (code, log description, title).
+ERROR_PAGES = {
+    "h10": ("H10", "App crashed", "Application error"),
+    "h12": ("H12", "Request timeout", "Request timeout"),
+    "h13": ("H13", "Connection closed without response", "Application error"),
+    "h14": ("H14", "No web dynos running", "Application error"),
+}
+URL_RE = re.compile(r"https?://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=%-]+")
+
+
+def valid_page_url(url: str) -> bool:
+    """An error/maintenance page URL safe to put in an HTML attribute and an HTTP response."""
+    return bool(URL_RE.fullmatch(url)) and len(url) <= 2048
+
+
+def _framed(title: str, url: str) -> str:
+    src = html.escape(url, quote=True)
+    return (
+        f"<!DOCTYPE html><html><head><title>{title}</title><style>html,body,iframe{{margin:0;border:0;width:100%;height:100%}}</style>"
+        f'</head><body><iframe src="{src}"></iframe></body></html>\n'
+    )
+
+
+def app_error_file(kind: str, url: str) -> str:
+    """An errorfile (raw HTTP response) framing the app's ERROR_PAGE_URL, as Heroku's router does."""
+    code, desc, title = ERROR_PAGES[kind]
+    body = _framed(title, url)
+    return (
+        "HTTP/1.1 503 Service Unavailable\r\nCache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/html\r\n"
+        f'X-Fleet-Code: {code}\r\nX-Fleet-Log: at=error code={code} desc="{desc}"\r\n'
+        f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
+    )
+
+
+def app_maintenance_page(url: str) -> str:
+    return _framed("Offline for maintenance", url)
+
+
+def app_page_files(app: RouterApp) -> dict[str, str]:
+    """Files this app's backend refers to on the router, by path."""
+    files = {}
+    if app.error_page_url:
+        for kind in ERROR_PAGES:
+            files[f"/etc/haproxy/errors/app-{app.name}-{kind}.http"] = app_error_file(kind, app.error_page_url)
+    if app.maintenance_page_url:
+        files[f"/etc/haproxy/errors/app-{app.name}-maintenance.html"] = app_maintenance_page(app.maintenance_page_url)
+    return files
 
 
 def routes_json(apps: list[RouterApp]) -> str:

@@ -357,6 +357,7 @@ def deploy_release(fleet: Fleet, release: Release, on_line: Output) -> Release:
             fleet.store.set_release_status(app, release.version, "failed")
             raise
         fleet.store.set_release_status(app, release.version, "succeeded")
+        router.sync(fleet)  # the release's config (ERROR_PAGE_URL, ...) now counts for the router too
     on_line(f"-----> v{release.version} deployed")
     return fleet.store.release(app, release.version)
 

@@ -18,7 +18,17 @@ from fleet.context import Fleet
 from fleet.errors import ConfigError, FleetError, UsageError
 from fleet.exec.base import fan_out
 from fleet.model import Inventory, Node
-from fleet.router import DEFAULT_DOMAIN, RouterApp, Server, app_for_line, render_config, routes_json, validate_domain
+from fleet.router import (
+    DEFAULT_DOMAIN,
+    RouterApp,
+    Server,
+    app_for_line,
+    app_page_files,
+    render_config,
+    routes_json,
+    valid_page_url,
+    validate_domain,
+)
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +69,24 @@ def routes(fleet: Fleet, inv: Inventory, exclude: Collection[str] = ()) -> list[
             if d.type == "web" and d.port and d.unit not in exclude and d.host in inv.names
         )
         quantity = fleet.store.formation(app.name).get("web", (0, ""))[0]
-        out.append(RouterApp(app.name, tuple(app_domains(fleet, app.name)), quantity, fleet.store.maintenance(app.name), servers))
+        release = fleet.store.current_release(app.name)
+        config = release.config_vars if release else {}
+        pages = {k: config.get(k, "") for k in ("ERROR_PAGE_URL", "MAINTENANCE_PAGE_URL")}
+        for key, url in pages.items():
+            if url and not valid_page_url(url):
+                log.warning("%s: %s is not an http(s) URL fleet can frame; using the router's own pages", app.name, key)
+                pages[key] = ""
+        out.append(
+            RouterApp(
+                app.name,
+                tuple(app_domains(fleet, app.name)),
+                quantity,
+                fleet.store.maintenance(app.name),
+                servers,
+                pages["ERROR_PAGE_URL"],
+                pages["MAINTENANCE_PAGE_URL"],
+            )
+        )
     return out
 
 
@@ -80,6 +107,8 @@ def sync(fleet: Fleet, inv: Inventory | None = None, exclude: Collection[str] = 
     def put(node: Node) -> str:
         from fleet.services.dynos import write_file
 
+        for path, text in sorted({p: t for a in apps for p, t in app_page_files(a).items()}.items()):
+            write_file(fleet, node, path, text, "0644")
         write_file(fleet, node, CANDIDATE, config, "0644")
         write_file(fleet, node, CANDIDATE + ".json", routes_text, "0644")
         check = fleet.executor.run(node, ("haproxy", "-c", "-f", CANDIDATE), check=False)

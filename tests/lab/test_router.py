@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import re
 import socket
 import threading
 import time
@@ -173,9 +174,11 @@ def test_a_config_haproxy_rejects_never_goes_live(lab: Path, routed: str) -> Non
         before = _ssh(lab, "node1", "cat", "/etc/haproxy/haproxy.cfg")
         res = run_fleet(lab, "domains.add", "-a", routed, "new.routed-example.com")
         assert res.code == 1
-        assert res.stderr.startswith(
-            "fleet: error: haproxy rejected the new config (in app other-app); the old one keeps serving:"
-        )
+        m = re.match(r"fleet: error: haproxy rejected the new config \(in app (\S+)\); the old one keeps serving: ", res.stderr)
+        assert m, res.stderr
+        assert "error opening file '/etc/haproxy/errors/fleet-h14.http'" in res.stderr
+        # the app named is one whose backend needs that page: it has no web dynos
+        assert not [d for d in json.loads(run_fleet(lab, "ps", "-a", m.group(1), "--json").stdout) if d["type"] == "web"]
         assert _ssh(lab, "node1", "cat", "/etc/haproxy/haproxy.cfg") == before
         assert "new.routed-example.com" not in run_fleet(lab, "domains", "-a", routed).stdout
         assert get("routed.fleet.test")[0] == 200
@@ -225,6 +228,22 @@ def test_h14_no_web_dynos_and_h10_all_down(lab: Path, routed: str) -> None:
     status, body, _ = get("routed.fleet.test")
     assert status == 503 and "No web dynos running" in body
     assert 'at=error code=H14 desc="No web dynos running"' in router_log(lab, "code=H14")
+    res = run_fleet(
+        lab,
+        "config.set",
+        "-a",
+        routed,
+        "ERROR_PAGE_URL=https://pages.example.com/oops",
+        "MAINTENANCE_PAGE_URL=https://pages.example.com/m",
+    )
+    assert res.code == 0, res.stderr
+    status, body, _ = get("routed.fleet.test")
+    assert status == 503 and '<iframe src="https://pages.example.com/oops">' in body
+    assert 'at=error code=H14 desc="No web dynos running"' in router_log(lab, "code=H14")
+    assert run_fleet(lab, "maintenance.on", "-a", routed).code == 0
+    status, body, _ = get("routed.fleet.test")
+    assert status == 503 and '<iframe src="https://pages.example.com/m">' in body
+    assert run_fleet(lab, "maintenance.off", "-a", routed).code == 0
     metrics = urllib.request.urlopen(f"http://{ROUTER}:8404/metrics", timeout=10).read().decode()
     assert 'haproxy_backend_http_responses_total{proxy="app-routed",code="5xx"}' in metrics
 

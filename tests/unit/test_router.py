@@ -93,3 +93,28 @@ def test_app_for_line_names_the_app_behind_an_error() -> None:
     assert app_for_line(cfg, 3) is None
     msg = describe_rejection(cfg, f"[ALERT]    (1) : config : parsing [/etc/haproxy/haproxy.cfg.fleet-new:{n}] : bad thing\n")
     assert msg.startswith("haproxy rejected the new config (in app py1); the old one keeps serving: [ALERT]")
+
+
+def test_app_error_and_maintenance_pages_frame_the_apps_urls() -> None:
+    from fleet.router import app_page_files, valid_page_url
+
+    app = RouterApp(
+        "framed", ("framed.fleet.test",), 1, True, (), 'https://pages.example.com/error?a=1&b="2"', "https://pages.example.com/m"
+    )
+    files = app_page_files(app)
+    assert sorted(files) == [
+        f"/etc/haproxy/errors/app-framed-{k}" for k in ("h10.http", "h12.http", "h13.http", "h14.http", "maintenance.html")
+    ]
+    h12 = files["/etc/haproxy/errors/app-framed-h12.http"]
+    head, body = h12.split("\r\n\r\n", 1)
+    assert (
+        head.startswith("HTTP/1.1 503 Service Unavailable\r\n")
+        and 'X-Fleet-Log: at=error code=H12 desc="Request timeout"' in head
+    )
+    assert f"Content-Length: {len(body.encode())}" in head
+    assert '<iframe src="https://pages.example.com/error?a=1&amp;b=&quot;2&quot;">' in body
+    cfg = render_config([app])
+    assert "errorfile 504 /etc/haproxy/errors/app-framed-h12.http" in cfg
+    assert "file /etc/haproxy/errors/app-framed-maintenance.html" in cfg
+    assert valid_page_url("https://x.example/p") and not valid_page_url("javascript:alert(1)")
+    assert not valid_page_url("https://x.example/\nerrorfile 503 /etc/passwd") and not valid_page_url('https://x" y')
