@@ -35,6 +35,9 @@ $(STAMPS)/deb: Makefile
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
+	@# Node.js for the nodejs buildpack (the stack is this machine's root); kept if one is already installed
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
 	@touch $@
 
 $(STAMPS)/venv: pyproject.toml $(STAMPS)/deb
