@@ -17,22 +17,12 @@ import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FLEET = str(Path(sys.executable).parent / "fleet")
-
-
-def fleet(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "FLEET_HOME": str(home)}
-    res = subprocess.run([FLEET, *args], capture_output=True, text=True, env=env, timeout=1800)
-    if res.returncode != 0:
-        sys.exit(f"bench: `fleet {' '.join(args)}` failed:\n{res.stdout[-2000:]}{res.stderr}")
-    return res
+from fleetcli import ROOT, fleet
 
 
 def timed_deploy(home: Path, app: str, src: Path) -> float:
@@ -60,7 +50,7 @@ def main() -> None:
             app_py = src / "app.py"
             app_py.write_text(app_py.read_text().replace("Hello from", "Hi from", 1))
             warm.append(timed_deploy(home, app, src))
-            builds = json.loads(fleet(home, "builds", "-a", app, "--json").stdout)
+            builds = json.loads(fleet(home, "builds", "-a", app, "--json"))
             slug_size = int(builds[0]["slug_size"])
             fleet(home, "apps.destroy", app, "--confirm", app)
     cold_s, warm_s = statistics.median(cold), statistics.median(warm)

@@ -13,25 +13,15 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FLEET = str(Path(sys.executable).parent / "fleet")
+from fleetcli import ROOT, fleet
+
 APP = "bench-rollout"
-
-
-def fleet(home: Path, *args: str) -> str:
-    res = subprocess.run(
-        [FLEET, *args], capture_output=True, text=True, env={**os.environ, "FLEET_HOME": str(home)}, timeout=1800
-    )
-    if res.returncode != 0:
-        sys.exit(f"bench: `fleet {' '.join(args)}` failed:\n{res.stdout[-3000:]}{res.stderr}")
-    return res.stdout
 
 
 def answering(home: Path, release: int) -> int:

@@ -23,19 +23,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-FLEET = str(Path(sys.executable).parent / "fleet")
+from fleetcli import ROOT, fleet
+
 APP = "bench-router"
 HOST = f"{APP}.fleet.test"
-
-
-def fleet(home: Path, *args: str) -> str:
-    res = subprocess.run(
-        [FLEET, *args], capture_output=True, text=True, env={**os.environ, "FLEET_HOME": str(home)}, timeout=1800
-    )
-    if res.returncode != 0:
-        sys.exit(f"bench: `fleet {' '.join(args)}` failed:\n{res.stdout[-3000:]}{res.stderr}")
-    return res.stdout
 
 
 def hey_argv(url: str, seconds: float, rate_per_worker: int, workers: int, host: str | None) -> list[str]:

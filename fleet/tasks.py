@@ -398,15 +398,11 @@ def gc(c: Context) -> str:
 
 
 # ------------------------------------------------------------- releases and config
-def _fleet() -> Fleet:
-    return Fleet.open()
-
-
 @task(name="releases", help={"app": "the app", "json": "print JSON"})
 @fleet_task()
 def releases_list(c: Context, app: str, json_: bool = False) -> None:
     """An app's releases, newest first: version, description, who, when, status."""
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         fleet.store.app(app)
         found = fleet.store.releases(app)
@@ -440,7 +436,7 @@ def _version(text: str) -> int:
 @fleet_task()
 def releases_info(c: Context, app: str, version: str, json_: bool = False) -> None:
     """One release: slug, commit, process types, config keys, status."""
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         fleet.store.app(app)
         r = fleet.store.release(app, _version(version))
@@ -460,7 +456,7 @@ def rollback(c: Context, app: str, version: str | None = None) -> str:
     """A new release with an earlier release's slug and config."""
     from fleet.services import releases
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         r = releases.rollback(fleet, app, _version(version) if version else None, _out)
     finally:
@@ -476,7 +472,7 @@ def config_show(c: Context, app: str, json_: bool = False, shell: bool = False) 
 
     from fleet.services import releases
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         config = releases.current_config(fleet, app)
     finally:
@@ -501,7 +497,7 @@ def config_get(c: Context, app: str, key: str) -> None:
     from fleet.services import releases
 
     validate_config_key(key)
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         config = releases.current_config(fleet, app)
     finally:
@@ -517,7 +513,7 @@ def config_set(c: Context, app: str, pair: list[str] | None = None) -> str:
     """Set config vars: one new release, then a rolling restart."""
     from fleet.services import releases
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         r = releases.set_config(fleet, app, pair or [], _out)
     finally:
@@ -531,7 +527,7 @@ def config_unset(c: Context, app: str, key: list[str] | None = None) -> str:
     """Remove config vars: one new release, then a rolling restart."""
     from fleet.services import releases
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         r = releases.unset_config(fleet, app, key or [], _out)
     finally:
@@ -546,7 +542,7 @@ def ps_list(c: Context, app: str, json_: bool = False) -> None:
     """An app's dynos as they really are on the hosts: name, state, release, host, since."""
     from fleet.services import dynos
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         views = dynos.ps(fleet, app)
         formation = fleet.store.formation(app)
@@ -573,7 +569,7 @@ def ps_scale(c: Context, app: str, spec: list[str] | None = None) -> None:
     """Scale process types; dynos are spread over the hosts, within their memory."""
     from fleet.services import dynos
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         formation = dynos.scale(fleet, app, spec or [], _out)
     finally:
@@ -587,7 +583,7 @@ def ps_restart(c: Context, app: str, which: str | None = None) -> None:
     """Restart dynos; web dynos one at a time."""
     from fleet.services import dynos
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         dynos.restart(fleet, app, which, _out)
     finally:
@@ -600,7 +596,7 @@ def ps_stop(c: Context, app: str, which: str | None = None) -> None:
     """Stop dynos (they stay down until restarted or the app is deployed)."""
     from fleet.services import dynos
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         dynos.stop(fleet, app, which, _out)
     finally:
@@ -617,7 +613,7 @@ def run_task(c: Context, app: str, arg: list[str] | None = None, detached: bool 
     """Run a command in a one-off dyno of the current release: fleet run -a APP CMD..."""
     from fleet.services import dynos
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         code = dynos.run(fleet, app, arg or [], detached, _out)
     finally:
@@ -635,7 +631,7 @@ def open_app(c: Context, app: str) -> None:
 
     from fleet.services import dynos, router
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         views = dynos.ps(fleet, app)
         routers = router.router_hosts(fleet.inventory())
@@ -692,7 +688,7 @@ def domains_add(c: Context, app: str, domain: str) -> None:
     """Route a hostname (or a wildcard) to the app."""
     from fleet.services import router
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         d = router.add_domain(fleet, app, domain)
     finally:
@@ -706,7 +702,7 @@ def domains_remove(c: Context, app: str, domain: str) -> None:
     """Stop routing a hostname to the app."""
     from fleet.services import router
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         d = router.remove_domain(fleet, app, domain)
     finally:
@@ -717,7 +713,7 @@ def domains_remove(c: Context, app: str, domain: str) -> None:
 def _maintenance(app: str, on: bool) -> None:
     from fleet.services import router
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         router.set_maintenance(fleet, app, on)
     finally:
@@ -745,7 +741,7 @@ def router_sync(c: Context) -> None:
     """Render haproxy.cfg from the current state and put it live on the router hosts (checked first)."""
     from fleet.services import router
 
-    fleet = _fleet()
+    fleet = Fleet.open()
     try:
         result = router.sync(fleet)
     finally:

@@ -79,10 +79,6 @@ class DynoSpec:
     def memory_mb(self) -> int:
         return SIZES[self.size]
 
-    @property
-    def one_off(self) -> bool:
-        return self.type == "run"
-
 
 @dataclass(frozen=True)
 class UnitName:

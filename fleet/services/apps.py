@@ -52,10 +52,11 @@ def repo_path(fleet: Fleet, name: str) -> Path:
 
 def git_url(fleet: Fleet, name: str) -> str:
     """ssh://USER@HOST/path when the control machine's SSH address is set (git_host), else the local path."""
-    host = fleet.settings.read_config().get("git_host")
+    config = fleet.settings.read_config()
+    host = config.get("git_host")
     path = repo_path(fleet, name)
     if host:
-        user = fleet.settings.read_config().get("git_user", "root")
+        user = config.get("git_user", "root")
         return f"ssh://{user}@{host}{path}"
     return str(path)
 

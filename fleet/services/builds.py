@@ -52,7 +52,9 @@ Output = Callable[[str], None]
 
 # -- sources --------------------------------------------------------------------------
 @dataclass(frozen=True)
-class DirectorySource:
+class _PathSource:
+    """Source named by a path, with no commit behind it."""
+
     path: Path
 
     def describe(self) -> str:
@@ -61,6 +63,9 @@ class DirectorySource:
     def commit(self) -> str:
         return ""
 
+
+@dataclass(frozen=True)
+class DirectorySource(_PathSource):
     def materialize(self, dest: Path, work: Path) -> None:
         if not self.path.is_dir():
             raise UsageError(f"{self.path} is not a directory or a .tar/.tar.gz file")
@@ -69,15 +74,7 @@ class DirectorySource:
 
 
 @dataclass(frozen=True)
-class TarballSource:
-    path: Path
-
-    def describe(self) -> str:
-        return str(self.path)
-
-    def commit(self) -> str:
-        return ""
-
+class TarballSource(_PathSource):
     def materialize(self, dest: Path, work: Path) -> None:
         try:
             with tarfile.open(self.path) as tar:

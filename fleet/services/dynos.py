@@ -363,7 +363,7 @@ def deploy_release(fleet: Fleet, release: Release, on_line: Output) -> Release:
 
 
 # -- one-off dynos -------------------------------------------------------------------------------
-def _one_off(fleet: Fleet, release: Release, host: Node) -> DynoSpec:
+def _one_off(release: Release) -> DynoSpec:
     index = int.from_bytes(os.urandom(2), "big") % 9000 + 1000
     return DynoSpec(release.app, "run", index, release.version, release.slug_sha256 or "", None, DEFAULT_SIZE, _new_id())
 
@@ -396,7 +396,7 @@ def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
     inv = fleet.inventory()
     host = _run_host(fleet, inv)
     prepare_hosts(fleet, [host], release, on_line)
-    spec = _one_off(fleet, release, host)
+    spec = _one_off(release)
     res = fleet.executor.run(host, systemd_run_argv(spec, release.types["release"], "pipe"), timeout=3600, check=False)
     for line in (res.stdout + res.stderr).splitlines():
         on_line(f"       {line}")
@@ -419,7 +419,7 @@ def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Out
     inv = fleet.inventory()
     host = _run_host(fleet, inv)
     prepare_hosts(fleet, [host], release, lambda line: None)
-    spec = _one_off(fleet, release, host)
+    spec = _one_off(release)
     if detached:
         fleet.executor.run(host, systemd_run_argv(spec, cmd, "detached"))
         on_line(f"Running `{cmd}` detached on {app}... up, {spec.name} on {host.name}; its output goes to the logs")
@@ -540,8 +540,7 @@ def ps(fleet: Fleet, app: str) -> list[DynoView]:
     fleet.store.app(app)
     inv = fleet.inventory()
     dynos = fleet.store.dynos(app)
-    hosts = [n for n in dyno_hosts(inv)]
-    views, _failed = observe(fleet, hosts)
+    views, _failed = observe(fleet, dyno_hosts(inv))
     out = []
     known_units = {d.unit for d in dynos}
     for d in dynos:

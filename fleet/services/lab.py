@@ -14,7 +14,7 @@ import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -210,8 +210,7 @@ def _kill_and_wait(pids: list[int], timeout: float = 10.0) -> None:
 
 def remove_node(node: LabNode) -> None:
     """Power the node off and remove every trace of it. Safe on leftovers."""
-    _kill_and_wait(node_inits(node))
-    _kill_and_wait(node_nspawns(node))
+    _power_off(node)
     for target in _mounts_under(node.dir):
         res = run_local(("umount", target), check=False)
         if not res.ok:
@@ -363,7 +362,7 @@ def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
         if _node_is_healthy(node) and _link_state(node.veth) == "up":
             continue
         if _node_is_healthy(node):  # partitioned: heal rather than reboot
-            run_local(("ip", "link", "set", node.veth, "up"))
+            _set_link(node, "up")
             continue
         remove_node(node)
         hostkey = prepare_root(node, pubkey)
@@ -425,40 +424,33 @@ def _existing(name: str) -> LabNode:
     return node
 
 
-def kill(name: str) -> LabNodeStatus:
+def _on_running_node(what: str, name: str, act: Callable[[LabNode], None]) -> LabNodeStatus:
     check_prerequisites()
-    with lab_lock("lab.kill " + name):
-        return _kill(name)
+    with lab_lock(f"{what} {name}"):
+        node = _existing(name)
+        act(node)
+        return node_status(node)
 
 
-def _kill(name: str) -> LabNodeStatus:
-    """Power cut: SIGKILL the container's init, so its whole PID namespace dies at once."""
-    check_prerequisites()
-    node = _existing(name)
+def _set_link(node: LabNode, state: str) -> None:
+    run_local(("ip", "link", "set", node.veth, state))
+
+
+def _power_off(node: LabNode) -> None:
+    """SIGKILL the container's init, so its whole PID namespace dies at once (then its nspawn)."""
     _kill_and_wait(node_inits(node))
     _kill_and_wait(node_nspawns(node))
-    return node_status(node)
+
+
+def kill(name: str) -> LabNodeStatus:
+    """Power cut."""
+    return _on_running_node("lab.kill", name, _power_off)
 
 
 def partition(name: str) -> LabNodeStatus:
-    check_prerequisites()
-    with lab_lock("lab.partition " + name):
-        return _partition(name)
-
-
-def _partition(name: str) -> LabNodeStatus:
-    node = _existing(name)
-    run_local(("ip", "link", "set", node.veth, "down"))
-    return node_status(node)
+    """Cut the node off the network: its bridge port goes down."""
+    return _on_running_node("lab.partition", name, lambda node: _set_link(node, "down"))
 
 
 def heal(name: str) -> LabNodeStatus:
-    check_prerequisites()
-    with lab_lock("lab.heal " + name):
-        return _heal(name)
-
-
-def _heal(name: str) -> LabNodeStatus:
-    node = _existing(name)
-    run_local(("ip", "link", "set", node.veth, "up"))
-    return node_status(node)
+    return _on_running_node("lab.heal", name, lambda node: _set_link(node, "up"))
