@@ -56,7 +56,8 @@ class RouterApp:
     maintenance_page_url: str = ""  # MAINTENANCE_PAGE_URL: likewise for maintenance mode
 
 
-#: The router's own error pages: (code, log description, title).
+#: The router's own error pages: (code, log description, title). The h13 page also answers H12 (both are
+#: HAProxy 502s: a dyno that closed, or fleet-timing's first-byte deadline), so its title is the generic one.
 ERROR_PAGES = {
     "h10": ("H10", "App crashed", "Application error"),
     "h12": ("H12", "Request timeout", "Request timeout"),
@@ -85,7 +86,7 @@ def app_error_file(kind: str, url: str) -> str:
     body = _framed(title, url)
     return (
         "HTTP/1.1 503 Service Unavailable\r\nCache-Control: no-cache\r\nConnection: close\r\nContent-Type: text/html\r\n"
-        f'X-Fleet-Code: {code}\r\nX-Fleet-Log: at=error code={code} desc="{desc}"\r\n'
+        f'X-Fleet-Log: at=error code={code} desc="{desc}"\r\n'
         f"Content-Length: {len(body.encode())}\r\n\r\n{body}"
     )
 

@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,11 @@ APP_FILES = {
         "    def do_GET(self):\n"
         "        if self.path.startswith('/sleep/'):\n"
         "            time.sleep(float(self.path.split('/')[2]))\n"
+        "        if self.path.startswith('/silence/'):\n"
+        "            self.send_response(200); self.send_header('Transfer-Encoding', 'chunked'); self.end_headers()\n"
+        "            self.wfile.write(b'6\\r\\nfirst\\n\\r\\n'); self.wfile.flush()\n"
+        "            time.sleep(float(self.path.split('/')[2]))\n"
+        "            self.wfile.write(b'5\\r\\nlast\\n\\r\\n0\\r\\n\\r\\n'); return\n"
         "        if self.path == '/close':\n"
         "            self.close_connection = True\n"
         "            self.connection.close()\n"
@@ -132,7 +138,7 @@ def test_domains(lab: Path, routed: str) -> None:
 
 def test_h13_connection_closed_without_response(lab: Path, routed: str) -> None:
     status, body, headers = get("routed.fleet.test", "/close")
-    assert status == 503 and "closed the connection without answering" in body and "x-fleet-code" not in headers
+    assert status == 503 and "Application error" in body and "x-fleet-log" not in headers
     assert 'at=error code=H13 desc="Connection closed without response"' in router_log(lab, "code=H13")
 
 
@@ -147,12 +153,34 @@ def test_h80_maintenance(lab: Path, routed: str) -> None:
     assert get("routed.fleet.test")[0] == 200
 
 
-def test_h12_request_timeout(lab: Path, routed: str) -> None:
+def timed_get(path: str) -> tuple[int, str, float]:
+    """GET through the router; a response the router cut short has its partial body after "CUT:"."""
     start = time.monotonic()
-    status, body, _ = get("routed.fleet.test", "/sleep/33")
-    assert 29 < time.monotonic() - start < 33
-    assert status == 503 and "Request timeout" in body
-    assert 'at=error code=H12 desc="Request timeout"' in router_log(lab, "code=H12")
+    conn = http.client.HTTPConnection(ROUTER, 80, timeout=90)
+    try:
+        conn.request("GET", path, headers={"Host": "routed.fleet.test"})
+        resp = conn.getresponse()
+        try:
+            body = resp.read().decode()
+        except http.client.IncompleteRead as cut:
+            body = "CUT:" + cut.partial.decode()
+        return resp.status, body, time.monotonic() - start
+    finally:
+        conn.close()
+
+
+def test_h12_first_byte_30s_and_h15_idle_55s(lab: Path, routed: str) -> None:
+    """Heroku's two timers, at their real lengths, at once: 30 s to the first byte, then a 55 s window."""
+    with ThreadPoolExecutor(3) as pool:
+        h12, inside, h15 = pool.map(timed_get, ["/sleep/33", "/silence/40", "/silence/62"])
+    status, body, took = h12
+    assert status == 503 and "Application error" in body and 29.5 < took < 32
+    line = router_log(lab, 'path="/sleep/33"')
+    assert line.startswith('at=error code=H12 desc="Request timeout" method=GET') and " status=503 " in line
+    assert inside[:2] == (200, "first\nlast\n")  # 40 s of silence after the first byte is inside the window
+    status, body, took = h15
+    assert status == 200 and body == "CUT:first\n" and 54.5 < took < 58
+    assert router_log(lab, 'path="/silence/62"').startswith('at=error code=H15 desc="Idle connection" method=GET')
 
 
 def test_bad_requests_get_http_errors_and_others_keep_working(lab: Path, routed: str) -> None:

@@ -41,6 +41,8 @@ def test_error_pages_per_backend_state() -> None:
     for name in ("app-py1", "app-idle", "app-fixing"):
         assert "errorfile 504 /etc/haproxy/errors/fleet-h12.http" in backends[name]
         assert "errorfile 502 /etc/haproxy/errors/fleet-h13.http" in backends[name]
+        assert "    filter lua.fleet-timing 30000 55000\n" in backends[name]
+    assert "    timeout server 55s\n" in cfg and "    lua-load-per-thread /etc/haproxy/fleet-router.lua\n" in cfg
 
 
 def test_same_output_from_the_routes_file_the_role_reads() -> None:
@@ -64,6 +66,7 @@ def test_rendered_config_passes_haproxy_check(tmp_path: Path) -> None:
     text = render_config(APPS).replace("/etc/haproxy/errors/", f"{errors}/")
     for f in (ROOT / "roles/router/files").iterdir():
         (errors / f"fleet-{f.name}").write_bytes(f.read_bytes())
+    text = text.replace("/etc/haproxy/fleet-router.lua", str(ROOT / "roles/router/files/fleet-router.lua"))
     cfg.write_text(text.replace("/run/haproxy/admin.sock", str(tmp_path / "admin.sock")))
     res = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -1,0 +1,195 @@
+"""Heroku's response timers in a real HAProxy: the rendered config and fleet-router.lua, on loopback.
+
+The lab tests prove the real 30 s (H12) and 55 s (H15) timers end to end;
+here the same config runs with them shortened to 2 s and 4 s, so every edge
+(just under, just over, a dyno that closes, a dyno forging a log verdict) is
+checked in seconds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from fleet.router import RouterApp, Server, render_config
+
+ROOT = Path(__file__).resolve().parents[2]
+FILES = ROOT / "roles" / "router" / "files"
+FIRST_BYTE_S, IDLE_S = 2, 4
+HOST = "timers.fleet.test"
+
+pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (make test installs it)")
+
+
+class Dyno(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        parts = self.path.strip("/").split("/")
+        if parts[0] == "close":
+            self.close_connection = True
+            self.connection.close()
+            return
+        if parts[0] == "first-byte-after":
+            time.sleep(float(parts[1]))
+        self.send_response(200)
+        if parts[0] == "silence-after-first-byte":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"6\r\nfirst\n\r\n")
+            self.wfile.flush()
+            time.sleep(float(parts[1]))
+            self.wfile.write(b"7\r\nsecond\n\r\n0\r\n\r\n")
+            return
+        if parts[0] == "forge":
+            self.send_header("X-Fleet-Log", 'at=error code=H99 desc="forged"')
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Router:
+    def __init__(self, port: int, lines: list[str], proc: subprocess.Popen[str]) -> None:
+        self.port, self.lines, self.proc = port, lines, proc
+
+    def get(self, path: str) -> tuple[int, bytes, dict[str, str], float]:
+        start = time.monotonic()
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=IDLE_S + 10)
+        try:
+            conn.request("GET", path, headers={"Host": HOST, "X-Request-Id": f"timers-{path.replace('/', '-'):-<20}"})
+            resp = conn.getresponse()
+            try:
+                body = resp.read()
+            except http.client.IncompleteRead as cut:
+                body = b"CUT:" + cut.partial
+            return resp.status, body, {k.lower(): v for k, v in resp.getheaders()}, time.monotonic() - start
+        finally:
+            conn.close()
+
+    def log_line(self, path: str) -> str:
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = [line for line in list(self.lines) if f'path="{path}"' in line]
+            if found:
+                return found[-1]
+            time.sleep(0.05)
+        return ""
+
+
+@pytest.fixture(scope="module")
+def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
+    tmp = tmp_path_factory.mktemp("router")
+    dyno = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dyno)
+    threading.Thread(target=dyno.serve_forever, daemon=True).start()
+    app = RouterApp("timers", (HOST,), 1, False, (Server("web.1.v1", "127.0.0.1", dyno.server_address[1]),))
+    port = free_port()
+    errors = tmp / "errors"
+    errors.mkdir()
+    for f in FILES.iterdir():
+        (errors / f"fleet-{f.name}").write_bytes(f.read_bytes())
+    cfg = render_config([app], http_port=port, metrics_port=free_port())
+    for real, here in (
+        ("filter lua.fleet-timing 30000 55000", f"filter lua.fleet-timing {FIRST_BYTE_S * 1000} {IDLE_S * 1000}"),
+        ("timeout server 55s", f"timeout server {IDLE_S}s"),
+        ("/etc/haproxy/fleet-router.lua", str(FILES / "fleet-router.lua")),
+        ("/etc/haproxy/errors/", f"{errors}/"),
+        ("/run/haproxy/admin.sock", str(tmp / "admin.sock")),
+        ("log /dev/log local0", "log stdout format raw local0"),
+    ):
+        assert real in cfg, real
+        cfg = cfg.replace(real, here)
+    (tmp / "haproxy.cfg").write_text(cfg)
+    proc = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    out = proc.stdout
+    threading.Thread(target=lambda: lines.extend(iter(out.readline, "")), daemon=True).start()
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "haproxy did not start"
+                time.sleep(0.1)
+        yield Router(port, lines, proc)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        dyno.shutdown()
+
+
+def test_each_timer_edge(router: Router) -> None:
+    paths = [
+        "/",
+        f"/first-byte-after/{FIRST_BYTE_S - 1}",
+        f"/first-byte-after/{FIRST_BYTE_S + 2}",
+        f"/silence-after-first-byte/{IDLE_S - 1}",
+        f"/silence-after-first-byte/{IDLE_S + 2}",
+        "/close",
+    ]
+    with ThreadPoolExecutor(len(paths)) as pool:  # all at once: the test takes as long as the slowest
+        ok, under, h12, gap, h15, h13 = pool.map(router.get, paths)
+
+    assert ok[:2] == (200, b"ok\n") and under[:2] == (200, b"ok\n")
+    assert router.log_line("/").startswith('at=info method=GET path="/" host=timers.fleet.test request_id=timers-')
+
+    status, body, _, took = h12
+    assert status == 503 and b"Application error" in body and FIRST_BYTE_S - 0.2 < took < FIRST_BYTE_S + 1
+    line = router.log_line(paths[2])
+    assert line.startswith('at=error code=H12 desc="Request timeout" method=GET') and " status=503 " in line
+
+    assert gap[:2] == (200, b"first\nsecond\n")  # a silence longer than the first-byte deadline, inside the window
+    assert router.log_line(paths[3]).startswith("at=info ")
+
+    status, body, _, took = h15
+    assert status == 200 and body == b"CUT:first\n" and IDLE_S - 0.2 < took < IDLE_S + 1.5
+    assert router.log_line(paths[4]).startswith('at=error code=H15 desc="Idle connection" method=GET')
+
+    status, body, _, _ = h13
+    assert status == 503 and b"Application error" in body
+    line = router.log_line("/close")
+    assert line.startswith('at=error code=H13 desc="Connection closed without response"') and " status=503 " in line
+
+
+def test_a_dyno_cannot_forge_the_routers_verdict(router: Router) -> None:
+    status, body, headers, _ = router.get("/forge")
+    assert (status, body) == (200, b"ok\n") and "x-fleet-log" not in headers
+    line = router.log_line("/forge")
+    assert line.startswith("at=info method=GET") and "H99" not in line
+
+
+def test_many_requests_at_once_all_answered(router: Router) -> None:
+    """HAProxy runs the filter on both its threads: every request answered, no Lua error, no crash."""
+    assert shutil.which("wrk"), "wrk is not installed (make test installs it)"
+    out = subprocess.run(
+        ["wrk", "-t2", "-c32", "-d3s", "-H", f"Host: {HOST}", f"http://127.0.0.1:{router.port}/many"],
+        capture_output=True, text=True, timeout=60,
+    ).stdout  # fmt: skip
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    assert total > 500 and "Non-2xx" not in out and "Socket errors" not in out, out
+    assert router.proc.poll() is None
+    assert [line for line in router.lines if "ALERT" in line or "Lua" in line] == []
