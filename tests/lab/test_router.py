@@ -107,6 +107,8 @@ def test_requests_reach_the_app_with_herokus_headers(lab: Path, routed: str) -> 
 def test_unknown_host_gets_404(lab: Path, routed: str) -> None:
     status, body, _ = get("nobody.example.com")
     assert status == 404 and "No such app" in body
+    line = router_log(lab, "host=nobody.example.com")
+    assert line.startswith('at=info method=GET path="/" host=nobody.example.com') and " status=404 " in line
 
 
 def test_domains(lab: Path, routed: str) -> None:
