@@ -140,6 +140,16 @@ def kill(c: Context, node: str) -> None:
     _out(f"{node}: powered off")
 
 
+@task(help={"node": "lab node name, e.g. node2"})
+@fleet_task(audit="lab.reboot")
+def reboot(c: Context, node: str) -> None:
+    """Power cycle: cut the power, boot again from the same disk, wait until booted."""
+    from fleet.services import lab
+
+    lab.reboot(Settings.from_env(), node)
+    _out(f"{node}: rebooted")
+
+
 @task(help={"node": "lab node name"})
 @fleet_task(audit="lab.partition")
 def partition(c: Context, node: str) -> None:
@@ -752,7 +762,7 @@ def router_sync(c: Context) -> None:
         _out("no router hosts in the inventory")
 
 
-lab_ns = Collection("lab", up, down, kill, partition, heal)
+lab_ns = Collection("lab", up, down, kill, reboot, partition, heal)
 lab_ns.add_task(lab_status, name="status")
 nodes_ns = Collection("nodes", provision, enroll)
 nodes_ns.add_task(nodes_status, name="status")

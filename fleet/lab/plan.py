@@ -65,6 +65,12 @@ class LabNode:
         return self.dir / "root"
 
     @property
+    def fleet_data(self) -> Path:
+        """The node's /var/lib/fleet: on the host's lab tmpfs, so it outlives a node reboot like a disk,
+        and off overlayfs, which nested overlays (dyno /app layers) need for their upper dirs."""
+        return self.dir / "var-lib-fleet"
+
+    @property
     def veth(self) -> str:
         return f"vb-{self.name}"
 
@@ -115,6 +121,7 @@ def boot_argv(node: LabNode) -> tuple[str, ...]:
         str(node.root),
         "-b",
         f"--network-bridge={BRIDGE}",
+        f"--bind={node.fleet_data}:/var/lib/fleet",
         "--capability=all",
         "-M",
         node.name,
@@ -165,4 +172,16 @@ def tmpfs_mount_unit(where: str, mode: str = "1777") -> tuple[str, str]:
     return name, text
 
 
-NODE_TMPFS = (("/var/tmp", "1777"), ("/var/lib/fleet", "755"))
+NODE_TMPFS = (("/var/tmp", "1777"),)
+
+#: nspawn mounts the cgroup v1 controllers read-only in a node, so systemd there accepts MemoryMax= but does not
+#: enforce it (LAB-NOTES). Run over SSH once a node has booted, this makes them writable and re-executes systemd,
+#: which then applies every unit's limits, those of dynos started at boot included, so a lab node holds dynos to
+#: their sizes as a real host does (there, nothing is needed). Done at boot by a unit instead, it raced other early
+#: units (one failed with 219/CGROUP).
+CGROUP_CONTROLLERS = ("memory", "cpu", "cpuacct", "pids")
+
+
+def enforce_limits_argv() -> tuple[str, ...]:
+    remounts = " && ".join(f"mount -o remount,bind,rw /sys/fs/cgroup/{c}" for c in CGROUP_CONTROLLERS)
+    return ("sh", "-c", f"{remounts} && systemctl daemon-reexec")

@@ -7,6 +7,7 @@ find and remove leftovers (orphaned container inits, mounts, links).
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -35,6 +36,7 @@ from fleet.lab.plan import (
     ROUTER_ONLY_UNITS,
     LabNode,
     boot_argv,
+    enforce_limits_argv,
     lab_inventory_file,
     lab_inventory_vars,
     lab_key_file,
@@ -218,6 +220,7 @@ def remove_node(node: LabNode) -> None:
     if _link_state(node.veth) != "absent":
         run_local(("ip", "link", "del", node.veth), check=False)
     shutil.rmtree(node.dir, ignore_errors=True)
+    _remove_cgroups(node)
 
 
 def down() -> list[str]:
@@ -319,6 +322,7 @@ def prepare_root(node: LabNode, pubkey: str) -> HostKey:
     _enable(root, "systemd-networkd.service", "multi-user.target", "/lib/systemd/system/systemd-networkd.service")
     _enable(root, "systemd-networkd.socket", "sockets.target", "/lib/systemd/system/systemd-networkd.socket")
     _enable(root, "ssh.service", "multi-user.target", "/lib/systemd/system/ssh.service")
+    node.fleet_data.mkdir(mode=0o755)
     for where, mode in NODE_TMPFS:
         unit, text = tmpfs_mount_unit(where, mode)
         _write(root / "etc/systemd/system" / unit, text)
@@ -326,11 +330,47 @@ def prepare_root(node: LabNode, pubkey: str) -> HostKey:
     return HostKey.parse(Path(str(hostkey) + ".pub").read_text())
 
 
+CGROUP_FS = Path("/sys/fs/cgroup")
+
+
+def node_cgroups(node: LabNode) -> list[Path]:
+    """The node's own cgroup in each hierarchy, under this process's. nspawn makes its supervisor/payload
+    groups inside the cgroup it starts in: nodes started from one cgroup shared one tree, and their
+    systemds fought over it (units failing at boot with 219/CGROUP)."""
+    out = []
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        hierarchy = CGROUP_FS / (controllers.removeprefix("name=") or "unified")
+        if controllers != "cpuset" and (hierarchy / "cgroup.procs").exists():  # a new cpuset has no cpus yet
+            out.append(hierarchy / path.lstrip("/") / f"fleet-lab-{node.name}")
+    return out
+
+
+def _remove_cgroups(node: LabNode) -> None:
+    for group in node_cgroups(node):
+        for d in sorted((p for p in group.glob("**/") if p.is_dir()), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                d.rmdir()
+
+
+#: enter each cgroup.procs given before "--", then exec the rest (nspawn keeps its own command line)
+ENTER_CGROUPS = 'while [ "$1" != -- ]; do echo $$ > "$1" || exit 1; shift; done; shift; exec "$@"'
+
+
 def boot(node: LabNode) -> int:
+    procs = []
+    for group in node_cgroups(node):
+        with contextlib.suppress(OSError):  # a hierarchy we may not write: the node shares it, as before
+            group.mkdir(exist_ok=True)
+            procs.append(str(group / "cgroup.procs"))
     log_file = open(node.dir / "console.log", "ab")  # noqa: SIM115 - handed to the child
     try:
         proc = subprocess.Popen(
-            boot_argv(node), stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            ("sh", "-c", ENTER_CGROUPS, "fleet-lab", *procs, "--", *boot_argv(node)),
+            stdin=subprocess.DEVNULL,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     finally:
         log_file.close()
@@ -358,6 +398,7 @@ def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
         if extra.index > count:
             log.info("removing %s (lab now has %d nodes)", extra.name, count)
             remove_node(extra)
+    booted = []
     for node in wanted:
         if _node_is_healthy(node) and _link_state(node.veth) == "up":
             continue
@@ -367,11 +408,13 @@ def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
         remove_node(node)
         hostkey = prepare_root(node, pubkey)
         boot(node)
+        booted.append(node)
         _write(node.dir / "hostkey.pub", f"{hostkey.key_type} {hostkey.key_b64}\n")
     _write(lab_inventory_file(), render_inventory([n.as_node() for n in wanted], lab_inventory_vars()))
     enroll_lab_keys(settings, wanted)
     settings.use_inventory(lab_inventory_file())
     wait_until_booted(settings, wanted)
+    enforce_limits(settings, tuple(booted))
     return [node_status(n) for n in wanted]
 
 
@@ -416,6 +459,19 @@ def wait_until_booted(settings: Settings, nodes: tuple[LabNode, ...], timeout: f
         )
 
 
+def enforce_limits(settings: Settings, nodes: tuple[LabNode, ...]) -> None:
+    """Make freshly booted nodes enforce cgroup limits (MemoryMax of dynos); see ``enforce_limits_argv``."""
+    from fleet.exec.ssh import SSHExecutor
+
+    ex = SSHExecutor(settings.known_hosts, connect_timeout=3.0, command_timeout=30.0)
+    try:
+        fan_out([n.as_node() for n in nodes], lambda node: ex.run(node, enforce_limits_argv()), deadline=60.0).raise_on_failure(
+            "lab: enforcing resource limits"
+        )
+    finally:
+        ex.close()
+
+
 # -- faults -------------------------------------------------------------------
 def _existing(name: str) -> LabNode:
     node = LabNode.from_name(name)
@@ -445,6 +501,19 @@ def _power_off(node: LabNode) -> None:
 def kill(name: str) -> LabNodeStatus:
     """Power cut."""
     return _on_running_node("lab.kill", name, _power_off)
+
+
+def reboot(settings: Settings, name: str) -> LabNodeStatus:
+    """Power cycle: cut the power, then boot again from the same disk (the root's upper layer and
+    /var/lib/fleet are kept), and wait until the node has finished booting."""
+    check_prerequisites()
+    with lab_lock(f"lab.reboot {name}"):
+        node = _existing(name)
+        _power_off(node)
+        boot(node)
+        wait_until_booted(settings, (node,))
+        enforce_limits(settings, (node,))
+        return node_status(node)
 
 
 def partition(name: str) -> LabNodeStatus:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 import urllib.request
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from fleet.state import Store
 
 from .conftest import run_fleet
+from .test_lab import _ssh
 
 pytestmark = pytest.mark.lab
 
@@ -194,6 +196,34 @@ def test_restart_and_stop(lab: Path, envapp: str) -> None:
     assert states["worker.1"] == "down" and states["web.1"] == "up"
     assert run_fleet(lab, "ps.restart", "-a", envapp, "worker").code == 0
     assert {d["name"]: d["state"] for d in ps(lab, envapp)}["worker.1"] == "up"
+
+
+def test_a_dyno_is_held_to_its_size(lab: Path, envapp: str) -> None:
+    """standard-1x is 512 MB: a one-off dyno that touches 800 MB is killed, one that touches 200 MB is not."""
+    touch = "b = bytearray({} * 2**20); print('kept', len(b) >> 20)"
+    small = run_fleet(lab, "run", "-a", envapp, "--", "python3", "-c", touch.format(200))
+    assert small.code == 0 and "kept 200" in small.stdout, small.stdout + small.stderr
+    big = run_fleet(lab, "run", "-a", envapp, "--", "python3", "-c", touch.format(800))
+    assert big.code != 0 and "kept" not in big.stdout, big.stdout + big.stderr
+
+
+def test_dynos_come_back_after_their_host_reboots(lab: Path, envapp: str) -> None:
+    before = {str(d["name"]): d for d in ps(lab, envapp)}
+    assert before["web.1"]["state"] == "up"
+    host = str(before["web.1"]["host"])
+    on_host = sorted(n for n, d in before.items() if d["host"] == host and d["state"] == "up")
+    init_age = int(_ssh(lab, host, "ps", "-o", "etimes=", "-p", "1"))
+    res = run_fleet(lab, "lab.reboot", "--node", host)
+    assert res.code == 0, res.stderr
+    assert int(_ssh(lab, host, "ps", "-o", "etimes=", "-p", "1")) < init_age  # a new boot
+    deadline = time.monotonic() + 90
+    while True:
+        after = {str(d["name"]): d for d in ps(lab, envapp)}
+        if all(after[n]["state"] == "up" for n in on_host) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert {n: after[n]["state"] for n in on_host} == {n: "up" for n in on_host}
+    assert get_env(after["web.1"])["DYNO"] == "web.1"
 
 
 @pytest.mark.parametrize(

@@ -82,6 +82,7 @@ def test_boot_argv() -> None:
         "/var/lib/fleet-lab/nodes/node2/root",
         "-b",
         "--network-bridge=fleetbr0",
+        "--bind=/var/lib/fleet-lab/nodes/node2/var-lib-fleet:/var/lib/fleet",
         "--capability=all",
         "-M",
         "node2",
@@ -161,3 +162,22 @@ def test_from_name_rejects(name: str) -> None:
 def test_from_name_rejects_beyond_max_nodes(name: str) -> None:
     with pytest.raises(UsageError):
         LabNode.from_name(name)
+
+
+def test_node_disk_for_fleet_data_is_off_overlayfs_and_kept_across_reboots() -> None:
+    node = LabNode(3)
+    assert node.fleet_data == Path("/var/lib/fleet-lab/nodes/node3/var-lib-fleet")
+    assert node.fleet_data.parent == node.dir and node.fleet_data != node.root  # the node's tmpfs, not its overlay
+    assert "/var/lib/fleet" not in [w for w, _ in NODE_TMPFS]
+
+
+def test_limits_are_enforced_by_remounting_each_controller_then_reexecuting_systemd() -> None:
+    from fleet.lab.plan import enforce_limits_argv
+
+    assert enforce_limits_argv() == (
+        "sh",
+        "-c",
+        "mount -o remount,bind,rw /sys/fs/cgroup/memory && mount -o remount,bind,rw /sys/fs/cgroup/cpu"
+        " && mount -o remount,bind,rw /sys/fs/cgroup/cpuacct && mount -o remount,bind,rw /sys/fs/cgroup/pids"
+        " && systemctl daemon-reexec",
+    )
