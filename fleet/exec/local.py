@@ -63,6 +63,9 @@ class LocalExecutor:
     def put(self, node: Node, local: Path, remote: str) -> None:
         shutil.copyfile(local, remote)
 
+    def get(self, node: Node, remote: str, local: Path) -> None:
+        shutil.copyfile(remote, local)
+
     def close(self) -> None:
         pass
 

@@ -50,5 +50,8 @@ class RecordingExecutor:
     def put(self, node: Node, local: Path, remote: str) -> None:
         self.calls.append(Call(node.name, ("<put>", str(local), remote), None))
 
+    def get(self, node: Node, remote: str, local: Path) -> None:
+        self.calls.append(Call(node.name, ("<get>", remote, str(local)), None))
+
     def close(self) -> None:
         pass

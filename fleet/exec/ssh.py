@@ -183,6 +183,20 @@ class SSHExecutor:
             self._drop(node)
             raise HostUnreachable(node.name, f"copying {local.name} failed: {e or type(e).__name__}") from None
 
+    def get(self, node: Node, remote: str, local: Path) -> None:
+        """Copy a file from the host over SFTP (built slugs)."""
+        conn = self._connect(node)
+        try:
+            sftp = conn.client.open_sftp()
+            try:
+                sftp.get_channel().settimeout(self.command_timeout)
+                sftp.get(remote, str(local))
+            finally:
+                sftp.close()
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self._drop(node)
+            raise HostUnreachable(node.name, f"copying {remote} failed: {e or type(e).__name__}") from None
+
     def fetch_host_key(self, node: Node) -> HostKey:
         """The key the host offers now (for enrollment), without authenticating."""
         try:

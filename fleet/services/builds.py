@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 import subprocess
 import tarfile
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.context import Fleet
-from fleet.errors import RemoteTimeout, UsageError
+from fleet.errors import ConfigError, FleetError, RemoteTimeout, UsageError
+from fleet.exec.base import CommandResult
 from fleet.exec.local import run_local, stream_local
-from fleet.model import Build
+from fleet.model import Build, Node
 from fleet.slug.compiler import (
     BUILD_UID,
     BUILD_USER,
@@ -240,6 +242,98 @@ def resolve_buildpacks(setting: str, work: Path, on_line: Output) -> list[Buildp
     return [Buildpack(path.name, path.resolve())]
 
 
+# -- where buildpacks run ------------------------------------------------------------------
+BUILD_HOST_WORK_DIR = "/var/lib/fleet/builds"
+BUILD_HOST_CACHE_DIR = "/var/lib/fleet/cache"
+
+
+def build_host(fleet: Fleet) -> Node | None:
+    """The inventory host builds run on (setting `build_host`), or None for this machine."""
+    name = fleet.settings.read_config().get("build_host") or ""
+    if not name:
+        return None
+    inv = fleet.inventory()
+    if not isinstance(name, str) or name not in inv.names:
+        raise ConfigError(
+            str(fleet.settings.config_file),
+            "build_host",
+            f"{name!r} is not a host of the inventory ({', '.join(sorted(inv.names))}); name one, or remove the setting "
+            "to build on this machine",
+        )
+    return inv.node(name)
+
+
+class LocalBuild:
+    """Buildpack steps in nspawn on this machine, in the workspace itself."""
+
+    def __init__(self, app_dir: Path, env_dir: Path, cache_dir: Path, machine: str) -> None:
+        self.app_dir, self.env_dir, self.cache_dir, self.machine = app_dir, env_dir, cache_dir, machine
+
+    def container(self, bp: Buildpack) -> BuildContainer:
+        return BuildContainer(STACK_DIR, self.app_dir, self.cache_dir, self.env_dir, bp.path, machine=self.machine)
+
+    def run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
+        return run_local(argv, check=False, timeout=timeout)
+
+    def stream(self, argv: tuple[str, ...], on_line: Output, timeout: float) -> int:
+        return stream_local(argv, on_line, timeout=timeout)
+
+    def slug(self, out: Path, timeout: float) -> None:
+        run_local(slug_tar_argv(self.app_dir, out), timeout=timeout)
+
+    def close(self) -> None:
+        pass
+
+
+class RemoteBuild(LocalBuild):
+    """The same steps on a build host: the workspace (app, env, buildpacks) goes there as one tar over SFTP,
+    compile output streams back over SSH, the slug comes back over SFTP. The app's build cache stays there."""
+
+    def __init__(self, fleet: Fleet, host: Node, work: Path, app: str, buildpacks: list[Buildpack], timeout: float) -> None:
+        self.fleet, self.host = fleet, host
+        self.remote = f"{BUILD_HOST_WORK_DIR}/{work.name}"
+        self.bp_paths = {bp.path: Path(f"{self.remote}/bp/{i}") for i, bp in enumerate(buildpacks)}
+        super().__init__(
+            Path(f"{self.remote}/app"), Path(f"{self.remote}/env"), Path(f"{BUILD_HOST_CACHE_DIR}/{app}"), f"build-{app}"
+        )
+        bundle = work / "workspace.tar"
+        with tarfile.open(bundle, "w") as tar:  # owners kept: the app tree already belongs to the build user
+            tar.add(work / "app", "app")
+            tar.add(work / "env", "env")
+            for bp, remote in self.bp_paths.items():
+                tar.add(bp, f"bp/{remote.name}")
+        ex = fleet.executor
+        ex.run(host, ("mkdir", "-p", BUILD_HOST_WORK_DIR, str(self.cache_dir)), timeout=timeout)
+        ex.run(host, ("mkdir", "-m", "0700", self.remote), timeout=timeout)
+        ex.put(host, bundle, f"{self.remote}/workspace.tar")
+        bundle.unlink()
+        ex.run(host, ("tar", "-xpf", f"{self.remote}/workspace.tar", "--numeric-owner", "-C", self.remote), timeout=timeout)
+        ex.run(host, ("rm", f"{self.remote}/workspace.tar"), timeout=timeout)
+        ex.run(host, ("chown", f"{BUILD_UID}:{BUILD_UID}", str(self.cache_dir)), timeout=timeout)
+
+    def container(self, bp: Buildpack) -> BuildContainer:
+        return BuildContainer(STACK_DIR, self.app_dir, self.cache_dir, self.env_dir, self.bp_paths[bp.path], self.machine)
+
+    def run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
+        return self.fleet.executor.run(self.host, argv, timeout=timeout, check=False)
+
+    def stream(self, argv: tuple[str, ...], on_line: Output, timeout: float) -> int:
+        from fleet.services.dynos import ssh_argv
+
+        return stream_local([*ssh_argv(self.fleet, self.host, tty=False), shlex.join(argv)], on_line, timeout=timeout)
+
+    def slug(self, out: Path, timeout: float) -> None:
+        remote_slug = f"{self.remote}/slug.tar.zst"
+        self.fleet.executor.run(self.host, slug_tar_argv(self.app_dir, Path(remote_slug)), timeout=timeout)
+        self.fleet.executor.get(self.host, remote_slug, out)
+
+    def close(self) -> None:
+        try:
+            self.fleet.executor.run(self.host, ("rm", "-rf", "--one-file-system", self.remote), check=False)
+        except FleetError as e:
+            log.warning("%s: could not remove the build workspace %s: %s", self.host.name, self.remote, e)
+
+
 # -- the build --------------------------------------------------------------------------
 def build(fleet: Fleet, app_name: str, source: Source, on_line: Output) -> Build:
     store = fleet.store
@@ -294,16 +388,38 @@ def _build(
         procfile_types = parse_procfile((app_dir / "Procfile").read_text(errors="replace"))
 
     candidates = resolve_buildpacks(buildpack_setting, work, on_line)
+    host = build_host(fleet)
+    if host is None:
+        runner = LocalBuild(app_dir, env_dir, cache_dir, f"build-{app}")
+    else:
+        on_line(f"-----> Building on {host.name}")
+        runner = RemoteBuild(fleet, host, work, app, candidates, _remaining(deadline))
+    try:
+        return _run_buildpacks(fleet, app, source, runner, candidates, procfile_types, work, deadline, started, on_line)
+    finally:
+        runner.close()
+
+
+def _run_buildpacks(
+    fleet: Fleet,
+    app: str,
+    source: Source,
+    runner: LocalBuild,
+    candidates: list[Buildpack],
+    procfile_types: dict[str, str] | None,
+    work: Path,
+    deadline: float,
+    started: float,
+    on_line: Output,
+) -> Build:
+    settings = fleet.settings
     if len(candidates) > 1:
         on_line(f"-----> Detecting buildpack (order: {', '.join(b.name for b in candidates)})")
-
-    def container(bp: Buildpack) -> BuildContainer:
-        return BuildContainer(STACK_DIR, app_dir, cache_dir, env_dir, bp.path, machine=f"build-{app}")
-
+    container = runner.container
     chosen: Buildpack | None = None
     detected_name = ""
     for bp in candidates:
-        res = run_local(container(bp).detect(), check=False, timeout=_remaining(deadline))
+        res = runner.run(container(bp).detect(), timeout=_remaining(deadline))
         if res.code == 0:
             chosen = bp
             detected_name = next((ln for ln in res.stdout.splitlines() if ln.strip() and not is_noise(ln)), bp.name).strip()
@@ -317,7 +433,7 @@ def _build(
         )
     on_line(f"-----> {detected_name} app detected")
 
-    code = stream_local(
+    code = runner.stream(
         container(chosen).compile(),
         lambda line: None if is_noise(line) else on_line(line),
         timeout=_remaining(deadline),
@@ -325,7 +441,7 @@ def _build(
     if code != 0:
         raise BuildError(f"the {chosen.name} buildpack's compile step failed (exit {code}); see the output above")
 
-    res = run_local(container(chosen).release(), check=False, timeout=_remaining(deadline))
+    res = runner.run(container(chosen).release(), timeout=_remaining(deadline))
     if res.code != 0:
         raise BuildError(f"the {chosen.name} buildpack's release step failed (exit {res.code})")
     defaults = parse_release("\n".join(ln for ln in res.stdout.splitlines() if not is_noise(ln)), chosen.name)
@@ -340,7 +456,7 @@ def _build(
         raise BuildError("the app declares no process types: add a Procfile (e.g. 'web: python app.py')")
 
     slug_tmp = work / "slug.tar.zst"
-    run_local(slug_tar_argv(app_dir, slug_tmp), timeout=_remaining(deadline))
+    runner.slug(slug_tmp, timeout=_remaining(deadline))
     size = slug_tmp.stat().st_size
     if size > settings.slug_max_bytes:
         raise BuildError(
