@@ -341,6 +341,8 @@ def node_cgroups(node: LabNode) -> list[Path]:
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         hierarchy = CGROUP_FS / (controllers.removeprefix("name=") or "unified")
+        if not controllers and not hierarchy.is_dir():
+            hierarchy = CGROUP_FS  # cgroup v2 only: the unified hierarchy is /sys/fs/cgroup itself
         if controllers != "cpuset" and (hierarchy / "cgroup.procs").exists():  # a new cpuset has no cpus yet
             out.append(hierarchy / path.lstrip("/") / f"fleet-lab-{node.name}")
     return out
