@@ -267,16 +267,26 @@ def plan_placement(
     return place(slots, capacities, current)
 
 
-def converge(fleet: Fleet, app: str, release: Release, on_line: Output, *, replace_all: bool) -> None:
+def converge(
+    fleet: Fleet,
+    app: str,
+    release: Release,
+    on_line: Output,
+    *,
+    replace_all: bool,
+    placement: dict[tuple[str, int], str] | None = None,
+) -> None:
     """Make the app's dynos match its formation at ``release``: new dynos up before old ones stop.
 
     With ``replace_all`` every dyno is replaced (a new release, a restart);
     otherwise only what the formation adds, moves or removes changes.
+    ``placement`` is one the caller already planned for this formation (saves reading host memory again).
     """
     inv = fleet.inventory()
     formation = fleet.store.formation(app)
     types = release.types
-    placement = plan_placement(fleet, inv, app, formation, types)  # refuses before anything changes
+    if placement is None:
+        placement = plan_placement(fleet, inv, app, formation, types)  # refuses before anything changes
     current = fleet.store.dynos(app)
     keep: list[DynoRecord] = []
     to_start: list[DynoRecord] = []
@@ -470,11 +480,11 @@ def scale(fleet: Fleet, app: str, args: list[str], on_line: Output) -> dict[str,
         formation = fleet.store.formation(app)
         changes = parse_scale(args, formation, release.types)
         wanted = {**formation, **changes}
-        plan_placement(fleet, fleet.inventory(), app, wanted, release.types)  # refuse before changing anything
+        placement = plan_placement(fleet, fleet.inventory(), app, wanted, release.types)  # refuse before changing anything
         previous = dict(formation)
         fleet.store.set_formation(app, changes)
         try:
-            converge(fleet, app, release, on_line, replace_all=False)
+            converge(fleet, app, release, on_line, replace_all=False, placement=placement)
         except FleetError:
             fleet.store.set_formation(app, {t: previous.get(t, (0, s)) for t, (_, s) in changes.items()})
             raise
