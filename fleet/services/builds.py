@@ -269,8 +269,11 @@ class LocalBuild:
     def __init__(self, app_dir: Path, env_dir: Path, cache_dir: Path, machine: str) -> None:
         self.app_dir, self.env_dir, self.cache_dir, self.machine = app_dir, env_dir, cache_dir, machine
 
+    def buildpack_path(self, bp: Buildpack) -> Path:
+        return bp.path
+
     def container(self, bp: Buildpack) -> BuildContainer:
-        return BuildContainer(STACK_DIR, self.app_dir, self.cache_dir, self.env_dir, bp.path, machine=self.machine)
+        return BuildContainer(STACK_DIR, self.app_dir, self.cache_dir, self.env_dir, self.buildpack_path(bp), self.machine)
 
     def run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
         return run_local(argv, check=False, timeout=timeout)
@@ -311,8 +314,8 @@ class RemoteBuild(LocalBuild):
         ex.run(host, ("rm", f"{self.remote}/workspace.tar"), timeout=timeout)
         ex.run(host, ("chown", f"{BUILD_UID}:{BUILD_UID}", str(self.cache_dir)), timeout=timeout)
 
-    def container(self, bp: Buildpack) -> BuildContainer:
-        return BuildContainer(STACK_DIR, self.app_dir, self.cache_dir, self.env_dir, self.bp_paths[bp.path], self.machine)
+    def buildpack_path(self, bp: Buildpack) -> Path:
+        return self.bp_paths[bp.path]
 
     def run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
         return self.fleet.executor.run(self.host, argv, timeout=timeout, check=False)
@@ -370,6 +373,7 @@ def _build(
     fleet: Fleet, app: str, buildpack_setting: str, source: Source, work: Path, deadline: float, started: float, on_line: Output
 ) -> Build:
     settings = fleet.settings
+    host = build_host(fleet)  # a bad setting stops the build before any work
     app_dir = work / "app"
     env_dir = work / "env"
     env_dir.mkdir()
@@ -378,18 +382,17 @@ def _build(
     removed = apply_slugignore(app_dir)
     if removed:
         on_line(f"-----> .slugignore removed {len(removed)} path(s)")
-    cache_dir = settings.cache_dir / app
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    os.chmod(settings.cache_dir, 0o711)
     _chown_tree(app_dir, BUILD_UID)
-    _chown_tree(cache_dir, BUILD_UID)
     procfile_types = None
     if (app_dir / "Procfile").is_file():
         procfile_types = parse_procfile((app_dir / "Procfile").read_text(errors="replace"))
 
     candidates = resolve_buildpacks(buildpack_setting, work, on_line)
-    host = build_host(fleet)
     if host is None:
+        cache_dir = settings.cache_dir / app  # a build host keeps the app's cache itself
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(settings.cache_dir, 0o711)
+        _chown_tree(cache_dir, BUILD_UID)
         runner = LocalBuild(app_dir, env_dir, cache_dir, f"build-{app}")
     else:
         on_line(f"-----> Building on {host.name}")
