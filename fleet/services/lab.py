@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fleet.errors import HealthcheckTimeout, LockHeld, PrerequisiteError, UsageError
 from fleet.exec.base import fan_out
@@ -45,6 +46,9 @@ from fleet.lab.plan import (
     tmpfs_mount_unit,
 )
 from fleet.settings import Settings
+
+if TYPE_CHECKING:
+    from fleet.exec.ssh import SSHExecutor
 
 log = logging.getLogger(__name__)
 
@@ -431,13 +435,10 @@ def enroll_lab_keys(settings: Settings, nodes: tuple[LabNode, ...]) -> None:
 
 def wait_until_booted(settings: Settings, nodes: tuple[LabNode, ...], timeout: float = BOOT_TIMEOUT) -> None:
     """Wait until every node answers SSH and its systemd has finished booting."""
-    from fleet.exec.ssh import SSHExecutor
-
-    ex = SSHExecutor(settings.known_hosts, connect_timeout=3.0, command_timeout=10.0)
     end = time.monotonic() + timeout
     pending = {n.name: n for n in nodes}
     last: dict[str, str] = {}
-    try:
+    with _node_ssh(settings, command_timeout=10.0) as ex:
         while pending and time.monotonic() < end:
             res = fan_out(
                 [n.as_node() for n in pending.values()],
@@ -452,8 +453,6 @@ def wait_until_booted(settings: Settings, nodes: tuple[LabNode, ...], timeout: f
                 last[name] = str(err)
             if pending:
                 time.sleep(1.0)
-    finally:
-        ex.close()
     if pending:
         detail = "; ".join(f"{n}: {last.get(n, 'no answer')}" for n in sorted(pending))
         raise HealthcheckTimeout(
@@ -463,13 +462,21 @@ def wait_until_booted(settings: Settings, nodes: tuple[LabNode, ...], timeout: f
 
 def enforce_limits(settings: Settings, nodes: tuple[LabNode, ...]) -> None:
     """Make freshly booted nodes enforce cgroup limits (MemoryMax of dynos); see ``enforce_limits_argv``."""
+    if not nodes:
+        return
+    with _node_ssh(settings, command_timeout=30.0) as ex:
+        res = fan_out([n.as_node() for n in nodes], lambda node: ex.run(node, enforce_limits_argv()), deadline=60.0)
+    res.raise_on_failure("lab: enforcing resource limits")
+
+
+@contextmanager
+def _node_ssh(settings: Settings, command_timeout: float) -> Iterator[SSHExecutor]:
+    """An SSH executor for nodes that may still be booting: short connect timeout, closed after use."""
     from fleet.exec.ssh import SSHExecutor
 
-    ex = SSHExecutor(settings.known_hosts, connect_timeout=3.0, command_timeout=30.0)
+    ex = SSHExecutor(settings.known_hosts, connect_timeout=3.0, command_timeout=command_timeout)
     try:
-        fan_out([n.as_node() for n in nodes], lambda node: ex.run(node, enforce_limits_argv()), deadline=60.0).raise_on_failure(
-            "lab: enforcing resource limits"
-        )
+        yield ex
     finally:
         ex.close()
 
@@ -508,14 +515,14 @@ def kill(name: str) -> LabNodeStatus:
 def reboot(settings: Settings, name: str) -> LabNodeStatus:
     """Power cycle: cut the power, then boot again from the same disk (the root's upper layer and
     /var/lib/fleet are kept), and wait until the node has finished booting."""
-    check_prerequisites()
-    with lab_lock(f"lab.reboot {name}"):
-        node = _existing(name)
+
+    def power_cycle(node: LabNode) -> None:
         _power_off(node)
         boot(node)
         wait_until_booted(settings, (node,))
         enforce_limits(settings, (node,))
-        return node_status(node)
+
+    return _on_running_node("lab.reboot", name, power_cycle)
 
 
 def partition(name: str) -> LabNodeStatus:
