@@ -23,6 +23,7 @@ from fleet.errors import UsageError
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "roles" / "router" / "templates"
 HTTP_PORT = 80
 METRICS_PORT = 8404
+ADMIN_SOCKET = "/run/haproxy/admin.sock"  # the template's stats socket; fleet waits on it after a reload
 DEFAULT_DOMAIN = "fleet.test"
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"(\*\.)?{LABEL}(\.{LABEL})+")

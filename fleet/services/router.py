@@ -13,12 +13,14 @@ import logging
 import re
 import time
 from collections.abc import Collection
+from pathlib import Path
 
 from fleet.context import Fleet
 from fleet.errors import ConfigError, FleetError, UsageError
 from fleet.exec.base import fan_out
 from fleet.model import Inventory, Node
 from fleet.router import (
+    ADMIN_SOCKET,
     DEFAULT_DOMAIN,
     RouterApp,
     Server,
@@ -35,10 +37,8 @@ log = logging.getLogger(__name__)
 CONFIG = "/etc/haproxy/haproxy.cfg"
 ROUTES = "/etc/haproxy/fleet-apps.json"
 CANDIDATE = "/etc/haproxy/haproxy.cfg.fleet-new"
-INSTALL = (
-    'set -e; cd /etc/haproxy; if cmp -s "$1" haproxy.cfg && cmp -s "$2" fleet-apps.json; then rm -f "$1" "$2"; echo unchanged; exit 0; fi;'
-    ' mv "$2" fleet-apps.json; mv "$1" haproxy.cfg; systemctl reload-or-restart haproxy; echo reloaded'
-)
+RELOAD_WAIT_S = 20
+INSTALL_SCRIPT = (Path(__file__).parent.parent / "router_install.py").read_text()
 
 
 class RouterConfigRejected(FleetError):
@@ -115,13 +115,20 @@ def sync(fleet: Fleet, inv: Inventory | None = None, exclude: Collection[str] = 
         if check.code != 0:
             fleet.executor.run(node, ("rm", "-f", CANDIDATE, CANDIDATE + ".json"), check=False)
             raise RouterConfigRejected(describe_rejection(config, check.stdout + check.stderr))
-        return fleet.executor.run(node, ("sh", "-c", INSTALL, "fleet-router", CANDIDATE, CANDIDATE + ".json")).stdout.strip()
+        return install_candidate(fleet, node)
 
     res = fan_out(routers, put, max_parallel=fleet.settings.max_parallel, deadline=60.0)
     rejected = [e for e in res.failed.values() if isinstance(e, RouterConfigRejected)]
     if rejected:
         raise rejected[0]
     return res.raise_on_failure("router sync")
+
+
+def install_candidate(fleet: Fleet, node: Node) -> str:
+    """Move the checked candidate into place and reload; returns once HAProxy serves it (see router_install.py)."""
+    argv = ("/usr/bin/python3", "-", CANDIDATE, CANDIDATE + ".json", CONFIG, ROUTES, ADMIN_SOCKET, str(RELOAD_WAIT_S))
+    reload = ("systemctl", "reload-or-restart", "haproxy")
+    return fleet.executor.run(node, argv + reload, stdin=INSTALL_SCRIPT, timeout=RELOAD_WAIT_S + 30).stdout.strip()
 
 
 def describe_rejection(config: str, output: str) -> str:

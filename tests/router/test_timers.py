@@ -12,20 +12,17 @@ import http.client
 import http.server
 import re
 import shutil
-import socket
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
-from fleet.router import RouterApp, Server, render_config
+from fleet.router import RouterApp, Server
+from tests.local_haproxy import LocalHAProxy, free_port, local_config
 
-ROOT = Path(__file__).resolve().parents[2]
-FILES = ROOT / "roles" / "router" / "files"
 FIRST_BYTE_S, IDLE_S = 2, 4
 HOST = "timers.fleet.test"
 
@@ -60,12 +57,6 @@ class Dyno(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "3")
         self.end_headers()
         self.wfile.write(b"ok\n")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Router:
@@ -103,42 +94,16 @@ def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
     threading.Thread(target=dyno.serve_forever, daemon=True).start()
     app = RouterApp("timers", (HOST,), 1, False, (Server("web.1.v1", "127.0.0.1", dyno.server_address[1]),))
     port = free_port()
-    errors = tmp / "errors"
-    errors.mkdir()
-    for f in FILES.iterdir():
-        (errors / f"fleet-{f.name}").write_bytes(f.read_bytes())
-    cfg = render_config([app], http_port=port, metrics_port=free_port())
-    for real, here in (
+    shorter = (
         ("filter lua.fleet-timing 30000 55000", f"filter lua.fleet-timing {FIRST_BYTE_S * 1000} {IDLE_S * 1000}"),
         ("timeout server 55s", f"timeout server {IDLE_S}s"),
-        ("/etc/haproxy/fleet-router.lua", str(FILES / "fleet-router.lua")),
-        ("/etc/haproxy/errors/", f"{errors}/"),
-        ("/run/haproxy/admin.sock", str(tmp / "admin.sock")),
-        ("log /dev/log local0", "log stdout format raw local0"),
-    ):
-        assert real in cfg, real
-        cfg = cfg.replace(real, here)
-    (tmp / "haproxy.cfg").write_text(cfg)
-    proc = subprocess.Popen(
-        ["haproxy", "-db", "-f", str(tmp / "haproxy.cfg")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    lines: list[str] = []
-    assert proc.stdout is not None
-    out = proc.stdout
-    threading.Thread(target=lambda: lines.extend(iter(out.readline, "")), daemon=True).start()
+    (tmp / "haproxy.cfg").write_text(local_config([app], tmp, port, shorter))
+    haproxy = LocalHAProxy(tmp / "haproxy.cfg", port)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert proc.poll() is None and time.monotonic() < deadline, "haproxy did not start"
-                time.sleep(0.1)
-        yield Router(port, lines, proc)
+        yield Router(port, haproxy.lines, haproxy.proc)
     finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+        haproxy.stop()
         dyno.shutdown()
 
 

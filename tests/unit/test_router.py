@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import UsageError
-from fleet.router import RouterApp, Server, app_for_line, render_config, routes_json, validate_domain
+from fleet.router import ADMIN_SOCKET, HTTP_PORT, RouterApp, Server, app_for_line, render_config, routes_json, validate_domain
 from fleet.services.router import describe_rejection
+from tests.local_haproxy import local_config
 
 ROOT = Path(__file__).resolve().parents[2]
 APPS = [
@@ -60,14 +61,9 @@ def test_same_output_from_the_routes_file_the_role_reads() -> None:
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
 def test_rendered_config_passes_haproxy_check(tmp_path: Path) -> None:
+    assert f"stats socket {ADMIN_SOCKET} " in render_config(APPS)  # the socket fleet waits on after a reload
     cfg = tmp_path / "haproxy.cfg"
-    errors = tmp_path / "errors"
-    errors.mkdir()
-    text = render_config(APPS).replace("/etc/haproxy/errors/", f"{errors}/")
-    for f in (ROOT / "roles/router/files").iterdir():
-        (errors / f"fleet-{f.name}").write_bytes(f.read_bytes())
-    text = text.replace("/etc/haproxy/fleet-router.lua", str(ROOT / "roles/router/files/fleet-router.lua"))
-    cfg.write_text(text.replace("/run/haproxy/admin.sock", str(tmp_path / "admin.sock")))
+    cfg.write_text(local_config(APPS, tmp_path, HTTP_PORT))
     res = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Configuration file is valid" in res.stdout
