@@ -36,6 +36,10 @@ APP_FILES = {
         "            self.wfile.write(b'6\\r\\nfirst\\n\\r\\n'); self.wfile.flush()\n"
         "            time.sleep(float(self.path.split('/')[2]))\n"
         "            self.wfile.write(b'5\\r\\nlast\\n\\r\\n0\\r\\n\\r\\n'); return\n"
+        "        if self.path == '/cut':\n"
+        "            self.send_response(200); self.send_header('Content-Length', '100'); self.end_headers()\n"
+        "            self.wfile.write(b'first\\n'); self.wfile.flush(); time.sleep(0.3)\n"
+        "            self.close_connection = True; self.connection.shutdown(2); return\n"
         "        if self.path == '/close':\n"
         "            self.close_connection = True\n"
         "            self.connection.close()\n"
@@ -183,6 +187,12 @@ def test_h12_first_byte_30s_and_h15_idle_55s(lab: Path, routed: str) -> None:
     status, body, took = h15
     assert status == 200 and body == "CUT:first\n" and 54.5 < took < 58
     assert router_log(lab, 'path="/silence/62"').startswith('at=error code=H15 desc="Idle connection" method=GET')
+
+
+def test_h18_response_cut_short_by_the_dyno(lab: Path, routed: str) -> None:
+    status, body, _ = timed_get("/cut")
+    assert (status, body) == (200, "CUT:first\n")
+    assert router_log(lab, 'path="/cut"').startswith('at=error code=H18 desc="Server Request Interrupted" method=GET')
 
 
 def test_bad_requests_get_http_errors_and_others_keep_working(lab: Path, routed: str) -> None:

@@ -12,6 +12,7 @@ import http.client
 import http.server
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -51,6 +52,34 @@ class Dyno(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             time.sleep(float(parts[1]))
             self.wfile.write(b"7\r\nsecond\n\r\n0\r\n\r\n")
+            return
+        if parts[0] in ("cut", "cut-chunked"):  # some of the response, then the dyno closes
+            chunked = parts[0] == "cut-chunked"
+            self.send_header(*(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", "100")))
+            self.end_headers()
+            self.wfile.write(b"6\r\nfirst\n\r\n" if chunked else b"first\n")
+            self.wfile.flush()
+            time.sleep(0.3)
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if parts[0] == "close-delimited":  # no length: the dyno closing ends a whole response
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"whole\n")
+            self.close_connection = True
+            return
+        if parts[0] == "stream":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(20):
+                try:
+                    self.wfile.write(b"6\r\nchunk\n\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
+            self.wfile.write(b"0\r\n\r\n")
             return
         if parts[0] == "forge":
             self.send_header("X-Fleet-Log", 'at=error code=H99 desc="forged"')
@@ -138,6 +167,24 @@ def test_each_timer_edge(router: Router) -> None:
     assert status == 503 and b"Application error" in body
     line = router.log_line("/close")
     assert line.startswith('at=error code=H13 desc="Connection closed without response"') and " status=503 " in line
+
+
+def test_a_response_the_dyno_cuts_short_is_h18(router: Router) -> None:
+    for path, got in (("/cut", b"CUT:first\n"), ("/cut-chunked", b"CUT:first\n")):
+        status, body, _, _ = router.get(path)
+        assert (status, body) == (200, got)  # the client keeps what it got and sees the connection close
+        assert router.log_line(path).startswith('at=error code=H18 desc="Server Request Interrupted" method=GET')
+
+
+def test_ends_that_are_not_h18(router: Router) -> None:
+    status, body, _, _ = router.get("/close-delimited")
+    assert (status, body) == (200, b"whole\n")
+    assert router.log_line("/close-delimited").startswith("at=info ")
+
+    with socket.create_connection(("127.0.0.1", router.port), timeout=10) as client:  # the client goes away mid-response
+        client.sendall(f"GET /stream HTTP/1.1\r\nHost: {HOST}\r\n\r\n".encode())
+        assert client.recv(65536).startswith(b"HTTP/1.1 200")
+    assert router.log_line("/stream").startswith("at=info ")
 
 
 def test_a_dyno_cannot_forge_the_routers_verdict(router: Router) -> None:

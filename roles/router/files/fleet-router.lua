@@ -10,7 +10,9 @@
 --     error, HAProxy answers with the backend's 502 errorfile (a 503 page)
 --     and the log says H12;
 --   * a response that stopped for the whole idle window: HAProxy closes it
---     (server timeout) and the log says H15.
+--     (server timeout) and the log says H15;
+--   * a response the dyno cut short (it closed the connection after some of
+--     the response, the client still there): the log says H18.
 
 local Timing = {}
 Timing.id = "fleet response timing"
@@ -19,6 +21,7 @@ Timing.__index = Timing
 
 local H12 = 'at=error code=H12 desc="Request timeout"'
 local H15 = 'at=error code=H15 desc="Idle connection"'
+local H18 = 'at=error code=H18 desc="Server Request Interrupted"'
 
 local function now_ms()
   local t = core.now()
@@ -57,14 +60,26 @@ end
 -- Called as response data arrives (the request side has no data filter).
 function Timing:http_payload(txn, msg)
   self.last = now_ms()
-  self.complete = msg:eom()
 end
 
--- A response cut short after a whole idle window of silence was closed by
--- HAProxy's server timeout: H15.
+-- Called once the whole response has passed (also one delimited by the
+-- dyno closing the connection); only for data filters, so only here.
+function Timing:http_end(txn, msg)
+  self.complete = true
+  return filter.CONTINUE
+end
+
+-- A response that never ended: after a whole idle window of silence HAProxy's
+-- server timeout closed it (H15); otherwise, if the dyno's side closed while
+-- the client's is still open, the dyno cut it short (H18). A client that went
+-- away is not the dyno's error and keeps at=info.
 function Timing:end_analyze(txn, chn)
-  if self.last and not self.complete and now_ms() - self.last >= self.idle - 1000 and chn:is_resp() then
-    txn:set_var("txn.fleet_at", H15)
+  if self.last and not self.complete and chn:is_resp() then
+    if now_ms() - self.last >= self.idle - 1000 then
+      txn:set_var("txn.fleet_at", H15)
+    elseif not chn:may_recv() and txn.req:may_recv() then
+      txn:set_var("txn.fleet_at", H18)
+    end
   end
   return filter.CONTINUE
 end
