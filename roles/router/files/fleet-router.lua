@@ -12,7 +12,9 @@
 --   * a response that stopped for the whole idle window: HAProxy closes it
 --     (server timeout) and the log says H15;
 --   * a response the dyno cut short (it closed the connection after some of
---     the response, the client still there): the log says H18.
+--     the response, the client still there): the log says H18;
+--   * a client that went away in the middle of a response: H27, at=info (not
+--     the app's error).
 
 local Timing = {}
 Timing.id = "fleet response timing"
@@ -22,6 +24,7 @@ Timing.__index = Timing
 local H12 = 'at=error code=H12 desc="Request timeout"'
 local H15 = 'at=error code=H15 desc="Idle connection"'
 local H18 = 'at=error code=H18 desc="Server Request Interrupted"'
+local H27 = 'at=info code=H27 desc="Client Request Interrupted"'
 
 local function now_ms()
   local t = core.now()
@@ -71,13 +74,15 @@ end
 
 -- A response that never ended: after a whole idle window of silence HAProxy's
 -- server timeout closed it (H15); otherwise, if the dyno's side closed while
--- the client's is still open, the dyno cut it short (H18). A client that went
--- away is not the dyno's error and keeps at=info.
+-- the client's is still open, the dyno cut it short (H18); if the client's
+-- side closed, the client went away (H27).
 function Timing:end_analyze(txn, chn)
   if self.last and not self.complete and chn:is_resp() then
     if now_ms() - self.last >= self.idle - 1000 then
       txn:set_var("txn.fleet_at", H15)
-    elseif not chn:may_recv() and txn.req:may_recv() then
+    elseif not txn.req:may_recv() then
+      txn:set_var("txn.fleet_at", H27)
+    elseif not chn:may_recv() then
       txn:set_var("txn.fleet_at", H18)
     end
   end
