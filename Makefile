@@ -16,7 +16,7 @@ DEB_PACKAGES := systemd-container systemd haproxy openssh-server openssh-client 
 # Pure core, type-checked strictly (no I/O modules).
 MYPY_CORE := fleet/model.py fleet/errors.py fleet/inventory.py fleet/probe.py fleet/provision.py \
              fleet/hostkeys.py fleet/lab/plan.py fleet/exec/base.py fleet/exec/recording.py fleet/state.py \
-             fleet/slug/ fleet/slugstore.py fleet/settings.py fleet/router.py fleet/router_install.py fleet/dyno/
+             fleet/slug/ fleet/slugstore.py fleet/settings.py fleet/router.py fleet/router_host.py fleet/dyno/
 
 .PHONY: install demo test lint unit lab-test clean-lab help
 

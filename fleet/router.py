@@ -24,6 +24,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "roles" / "router" / "te
 HTTP_PORT = 80
 METRICS_PORT = 8404
 ADMIN_SOCKET = "/run/haproxy/admin.sock"  # the template's stats socket; fleet waits on it after a reload
+MASTER_SOCKET = "/run/haproxy-master.sock"  # Debian's haproxy.service starts the master with -S here
 DEFAULT_DOMAIN = "fleet.test"
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"(\*\.)?{LABEL}(\.{LABEL})+")
@@ -105,6 +106,11 @@ def app_page_files(app: RouterApp) -> dict[str, str]:
     if app.maintenance_page_url:
         files[f"/etc/haproxy/errors/app-{app.name}-maintenance.html"] = app_maintenance_page(app.maintenance_page_url)
     return files
+
+
+def backend_name(app: str) -> str:
+    """The app's backend in haproxy.cfg (the template writes ``backend app-NAME``)."""
+    return f"app-{app}"
 
 
 def routes_json(apps: list[RouterApp]) -> str:

@@ -45,12 +45,13 @@ def local_config(
 
 
 class LocalHAProxy:
-    """``haproxy -db -f CONFIG`` (master-worker, as on a router host), its output lines collected."""
+    """``haproxy -db -f CONFIG [-S MASTER_SOCKET]`` (master-worker, as on a router host), its output lines collected."""
 
-    def __init__(self, config: Path, port: int) -> None:
+    def __init__(self, config: Path, port: int, master_socket: Path | None = None) -> None:
         self.config, self.port = config, port
+        master = ["-S", str(master_socket)] if master_socket else []
         self.proc = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ["haproxy", "-db", "-f", str(config), *master], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
         self.lines: list[str] = []
         assert self.proc.stdout is not None

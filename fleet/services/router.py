@@ -11,21 +11,22 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Collection
 from pathlib import Path
 
 from fleet.context import Fleet
 from fleet.errors import ConfigError, FleetError, UsageError
 from fleet.exec.base import fan_out
-from fleet.model import Inventory, Node
+from fleet.model import DynoRecord, Inventory, Node
 from fleet.router import (
     ADMIN_SOCKET,
     DEFAULT_DOMAIN,
+    MASTER_SOCKET,
     RouterApp,
     Server,
     app_for_line,
     app_page_files,
+    backend_name,
     render_config,
     routes_json,
     valid_page_url,
@@ -38,7 +39,8 @@ CONFIG = "/etc/haproxy/haproxy.cfg"
 ROUTES = "/etc/haproxy/fleet-apps.json"
 CANDIDATE = "/etc/haproxy/haproxy.cfg.fleet-new"
 RELOAD_WAIT_S = 20
-INSTALL_SCRIPT = (Path(__file__).parent.parent / "router_install.py").read_text()
+ROUTER_HOST_SCRIPT = (Path(__file__).parent.parent / "router_host.py").read_text()
+PYTHON = "/usr/bin/python3"
 
 
 class RouterConfigRejected(FleetError):
@@ -53,7 +55,12 @@ def fleet_domain(fleet: Fleet) -> str:
 
 
 def drain_seconds(fleet: Fleet) -> float:
-    return fleet.settings.number("drain_seconds", 3)
+    """The longest a leaving dyno's requests in flight are waited for: Heroku's 30 s by default."""
+    return fleet.settings.number("drain_seconds", 30)
+
+
+def server_name(d: DynoRecord) -> str:
+    return f"{d.name}.v{d.release}"  # old and new dynos of one name coexist during a rollout
 
 
 def app_domains(fleet: Fleet, app: str) -> list[str]:
@@ -64,7 +71,7 @@ def routes(fleet: Fleet, inv: Inventory, exclude: Collection[str] = ()) -> list[
     out = []
     for app in fleet.store.apps():
         servers = tuple(
-            Server(f"{d.name}.v{d.release}", inv.node(d.host).address, d.port)  # old and new coexist during a rollout
+            Server(server_name(d), inv.node(d.host).address, d.port)
             for d in fleet.store.dynos(app.name)
             if d.type == "web" and d.port and d.unit not in exclude and d.host in inv.names
         )
@@ -125,10 +132,10 @@ def sync(fleet: Fleet, inv: Inventory | None = None, exclude: Collection[str] = 
 
 
 def install_candidate(fleet: Fleet, node: Node) -> str:
-    """Move the checked candidate into place and reload; returns once HAProxy serves it (see router_install.py)."""
-    argv = ("/usr/bin/python3", "-", CANDIDATE, CANDIDATE + ".json", CONFIG, ROUTES, ADMIN_SOCKET, str(RELOAD_WAIT_S))
+    """Move the checked candidate into place and reload; returns once HAProxy serves it (see router_host.py)."""
+    argv = (PYTHON, "-", "install", CANDIDATE, CANDIDATE + ".json", CONFIG, ROUTES, ADMIN_SOCKET, str(RELOAD_WAIT_S))
     reload = ("systemctl", "reload-or-restart", "haproxy")
-    return fleet.executor.run(node, argv + reload, stdin=INSTALL_SCRIPT, timeout=RELOAD_WAIT_S + 30).stdout.strip()
+    return fleet.executor.run(node, argv + reload, stdin=ROUTER_HOST_SCRIPT, timeout=RELOAD_WAIT_S + 30).stdout.strip()
 
 
 def describe_rejection(config: str, output: str) -> str:
@@ -142,11 +149,26 @@ def describe_rejection(config: str, output: str) -> str:
 
 
 def drain(fleet: Fleet, inv: Inventory, units: Collection[str]) -> None:
-    """Take dynos out of their backends and give in-flight requests time to finish."""
-    if not units or not router_hosts(inv):
+    """Take dynos out of their backends, then wait until no request is in flight to them (at most drain_seconds)."""
+    routers = router_hosts(inv)
+    if not units or not routers:
         return
+    leaving = sorted(
+        f"{backend_name(d.app)}/{server_name(d)}" for d in fleet.store.dynos() if d.unit in units and d.type == "web" and d.port
+    )
     sync(fleet, inv, exclude=units)
-    time.sleep(drain_seconds(fleet))
+    if not leaving:
+        return
+    timeout = drain_seconds(fleet)
+    argv = (PYTHON, "-", "drain", MASTER_SOCKET, str(timeout), *leaving)
+    res = fan_out(
+        routers,
+        lambda node: fleet.executor.run(node, argv, stdin=ROUTER_HOST_SCRIPT, timeout=timeout + 30).stdout.strip(),
+        max_parallel=fleet.settings.max_parallel,
+        deadline=timeout + 60,
+    )
+    for host, said in res.raise_on_failure("router drain").items():
+        (log.info if said.startswith("drained 0 ") else log.warning)("%s: %s (%s)", host, said, ", ".join(leaving))
 
 
 # -- domains and maintenance ---------------------------------------------------------------

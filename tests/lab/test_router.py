@@ -259,6 +259,21 @@ def test_deploy_scale_restart_and_config_lose_no_request(lab: Path, routed: str)
     assert failures == [], f"{len(failures)} of {count} requests failed: {failures[:5]}"
 
 
+def test_requests_in_flight_finish_before_their_dyno_stops(lab: Path, routed: str) -> None:
+    """A restart drains each web dyno until its requests are done (a 6 s request outlives any fixed short drain)."""
+    with ThreadPoolExecutor(2) as pool:
+        slow = [pool.submit(get, "routed.fleet.test", "/sleep/6") for _ in range(2)]  # round robin: one on each dyno
+        time.sleep(0.5)
+        start = time.monotonic()
+        res = run_fleet(lab, "ps.restart", "-a", routed, "web")
+        took = time.monotonic() - start
+        assert res.code == 0, res.stderr
+        assert [f.result()[0] for f in slow] == [200, 200]
+    assert took > 5, took  # the first dyno's drain waited for its request
+    line = router_log(lab, 'path="/sleep/6"')
+    assert line.startswith("at=info ") and " status=200 " in line
+
+
 def test_h14_no_web_dynos_and_h10_all_down(lab: Path, routed: str) -> None:
     assert run_fleet(lab, "ps.stop", "-a", routed, "web").code == 0
     status, body, _ = get("routed.fleet.test")

@@ -10,7 +10,17 @@ from pathlib import Path
 import pytest
 
 from fleet.errors import UsageError
-from fleet.router import ADMIN_SOCKET, HTTP_PORT, RouterApp, Server, app_for_line, render_config, routes_json, validate_domain
+from fleet.router import (
+    ADMIN_SOCKET,
+    HTTP_PORT,
+    RouterApp,
+    Server,
+    app_for_line,
+    backend_name,
+    render_config,
+    routes_json,
+    validate_domain,
+)
 from fleet.services.router import describe_rejection
 from tests.local_haproxy import local_config
 
@@ -61,7 +71,9 @@ def test_same_output_from_the_routes_file_the_role_reads() -> None:
 
 @pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed")
 def test_rendered_config_passes_haproxy_check(tmp_path: Path) -> None:
-    assert f"stats socket {ADMIN_SOCKET} " in render_config(APPS)  # the socket fleet waits on after a reload
+    rendered = render_config(APPS)
+    assert f"stats socket {ADMIN_SOCKET} " in rendered  # the socket fleet waits on after a reload
+    assert f"\nbackend {backend_name('py1')}\n" in rendered  # the name fleet drains servers of
     cfg = tmp_path / "haproxy.cfg"
     cfg.write_text(local_config(APPS, tmp_path, HTTP_PORT))
     res = subprocess.run(["haproxy", "-c", "-f", str(cfg)], capture_output=True, text=True)

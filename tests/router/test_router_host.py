@@ -1,7 +1,10 @@
-"""router_install.py against a real master-worker HAProxy on loopback: when it returns, the new config serves.
+"""router_host.py against a real master-worker HAProxy on loopback.
 
-The lab once caught the race this closes: `maintenance.off` returned, and the
-very next request still got the maintenance page from the old worker.
+install: when it returns, the new config serves. The lab once caught the race
+this closes: `maintenance.off` returned, and the very next request still got
+the maintenance page from the old worker.
+drain: once a dyno has left the config, it returns when the old worker has no
+request in flight to it any more.
 """
 
 from __future__ import annotations
@@ -14,7 +17,9 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -23,7 +28,7 @@ from fleet.router import RouterApp, Server
 from tests.local_haproxy import ROOT, LocalHAProxy, free_port, local_config
 
 HOST = "reload.fleet.test"
-SCRIPT = ROOT / "fleet" / "router_install.py"
+SCRIPT = ROOT / "fleet" / "router_host.py"
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (make test installs it)")
 
@@ -35,6 +40,8 @@ class Dyno(http.server.BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
+        if self.path.startswith("/sleep/"):
+            time.sleep(float(self.path.split("/")[2]))
         self.send_response(200)
         self.send_header("Content-Length", "3")
         self.end_headers()
@@ -47,32 +54,47 @@ class Router:
         self.config = tmp / "haproxy.cfg"
         self.config.write_text(self.render(maintenance=False))
         (tmp / "routes.json").write_text("{}")
-        self.haproxy = LocalHAProxy(self.config, self.port)
+        self.master_socket = tmp / "master.sock"
+        self.haproxy = LocalHAProxy(self.config, self.port, self.master_socket)
 
-    def render(self, maintenance: bool) -> str:
-        app = RouterApp("reload", (HOST,), 1, maintenance, (Server("web.1.v1", "127.0.0.1", self.dyno_port),))
+    def render(self, maintenance: bool, servers: int = 1) -> str:
+        server = Server("web.1.v1", "127.0.0.1", self.dyno_port)
+        app = RouterApp("reload", (HOST,), 1, maintenance, (server,) * servers)
         return local_config([app], self.tmp, self.port, metrics_port=self.metrics_port)
 
     def install(
-        self, maintenance: bool, routes: str = "{}", timeout_s: float = 20, reload_argv: tuple[str, ...] = ()
+        self,
+        maintenance: bool,
+        routes: str = "{}",
+        timeout_s: float = 20,
+        reload_argv: tuple[str, ...] = (),
+        servers: int = 1,
     ) -> subprocess.CompletedProcess[str]:
-        (self.tmp / "new.cfg").write_text(self.render(maintenance))
+        (self.tmp / "new.cfg").write_text(self.render(maintenance, servers))
         (self.tmp / "new.json").write_text(routes)
         argv = [str(self.tmp / n) for n in ("new.cfg", "new.json", "haproxy.cfg", "routes.json", "admin.sock")]
         reload = reload_argv or ("kill", "-USR2", str(self.haproxy.proc.pid))
-        return subprocess.run(
-            [sys.executable, "-", *argv, str(timeout_s), *reload], input=SCRIPT.read_text(), capture_output=True, text=True
-        )
+        return run_script("install", *argv, str(timeout_s), *reload)
 
-    def status(self) -> int:
+    def drain(self, timeout_s: float, master_socket: Path | None = None) -> tuple[str, float]:
+        start = time.monotonic()
+        res = run_script("drain", str(master_socket or self.master_socket), str(timeout_s), "app-reload/web.1.v1")
+        assert res.returncode == 0, res.stderr
+        return res.stdout.strip(), time.monotonic() - start
+
+    def status(self, path: str = "/") -> int:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
         try:
-            conn.request("GET", "/", headers={"Host": HOST})
+            conn.request("GET", path, headers={"Host": HOST})
             resp = conn.getresponse()
             resp.read()
             return resp.status
         finally:
             conn.close()
+
+
+def run_script(*argv: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-", *argv], input=SCRIPT.read_text(), capture_output=True, text=True)
 
 
 @pytest.fixture
@@ -122,3 +144,35 @@ def test_a_reload_that_never_takes_effect_is_an_error(router: Router) -> None:
 def test_a_failing_reload_command_is_an_error(router: Router) -> None:
     res = router.install(maintenance=True, reload_argv=("sh", "-c", "echo 'Job for haproxy.service failed' >&2; exit 1"))
     assert res.returncode == 1 and res.stderr.strip().endswith(" failed: Job for haproxy.service failed"), res.stderr
+
+
+def test_drain_waits_for_the_request_in_flight_to_the_leaving_dyno(router: Router) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(router.status, "/sleep/2")
+        time.sleep(0.3)  # in flight, in the worker that has the dyno
+        assert router.install(maintenance=False, servers=0).stdout.strip() == "reloaded"  # the dyno leaves the backend
+        said, took = router.drain(timeout_s=10)
+        assert slow.result() == 200  # the old worker finished it
+    assert said.startswith("drained 0 in ") and 1.2 < took < 5, (said, took)
+
+
+def test_drain_with_nothing_in_flight_returns_at_once(router: Router) -> None:
+    assert router.status() == 200
+    assert router.install(maintenance=False, servers=0).stdout.strip() == "reloaded"
+    said, took = router.drain(timeout_s=10)
+    assert said.startswith("drained 0 in ") and took < 1.5, (said, took)
+
+
+def test_drain_gives_up_at_its_deadline_and_says_how_many_were_left(router: Router) -> None:
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(router.status, "/sleep/4")
+        time.sleep(0.3)
+        router.install(maintenance=False, servers=0)
+        said, took = router.drain(timeout_s=1)
+        assert slow.result() == 200
+    assert said.startswith("drained 1 in 1.") and took < 3, (said, took)
+
+
+def test_drain_without_a_master_socket_waits_a_fixed_time(router: Router) -> None:
+    said, took = router.drain(timeout_s=10, master_socket=router.tmp / "none.sock")
+    assert said == f"no master socket at {router.tmp / 'none.sock'}: waited 3.00s instead" and 2.9 < took < 5
