@@ -21,7 +21,8 @@ the master socket (``@!PID show stat``: scur + qcur of each server).
     drain MASTER_SOCKET TIMEOUT_S BACKEND/SERVER...
 
 prints "drained 0 in N.NNs" or "drained K in N.NNs" with K the requests still
-in flight at the deadline; with no master socket it waits FALLBACK_S and says so.
+in flight at the deadline ("?" if the master did not answer then); with no
+master socket it waits FALLBACK_S and says so.
 """
 
 from __future__ import annotations
@@ -154,14 +155,19 @@ def drain(argv: list[str]) -> int:
         time.sleep(min(FALLBACK_S, float(timeout_s)))
         print(f"no master socket at {master_socket}: waited {min(FALLBACK_S, float(timeout_s)):.2f}s instead")
         return 0
+
+    def in_flight_in(pid: int) -> int:
+        try:
+            return in_flight(ask(master_socket, f"@!{pid} show stat"), servers)
+        except OSError:
+            return 0  # that worker has just exited
+
     while True:
-        left = 0
-        for pid in worker_pids(master_socket):
-            try:
-                left += in_flight(ask(master_socket, f"@!{pid} show stat"), servers)
-            except OSError:
-                continue  # that worker has just exited
-        if left == 0 or time.monotonic() >= deadline:
+        try:
+            left = str(sum(in_flight_in(pid) for pid in worker_pids(master_socket)))
+        except OSError:
+            left = "?"  # the master is re-executing for a reload (another app's change): ask again
+        if left == "0" or time.monotonic() >= deadline:
             print(f"drained {left} in {time.monotonic() - start:.2f}s")
             return 0
         time.sleep(0.1)

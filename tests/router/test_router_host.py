@@ -176,3 +176,11 @@ def test_drain_gives_up_at_its_deadline_and_says_how_many_were_left(router: Rout
 def test_drain_without_a_master_socket_waits_a_fixed_time(router: Router) -> None:
     said, took = router.drain(timeout_s=10, master_socket=router.tmp / "none.sock")
     assert said == f"no master socket at {router.tmp / 'none.sock'}: waited 3.00s instead" and 2.9 < took < 5
+
+
+def test_drain_asks_again_while_the_master_does_not_answer(router: Router) -> None:
+    """A path that is no socket stands for a master re-executing for another app's reload: asked until the deadline."""
+    busy = router.tmp / "busy.sock"
+    busy.write_text("")
+    said, took = router.drain(timeout_s=1, master_socket=busy)
+    assert said.startswith("drained ? in 1.") and took < 3, (said, took)
