@@ -9,9 +9,12 @@ leave it (drained) before they stop.
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import os
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fleet.context import Fleet
@@ -101,13 +104,34 @@ def router_hosts(inv: Inventory) -> list[Node]:
     return [n for n in inv.nodes if n.is_router]
 
 
+@contextmanager
+def one_sync_at_a_time(fleet: Fleet) -> Iterator[None]:
+    """Syncs from this control machine take turns (operators on two apps, cron).
+
+    Each sync renders the routes it reads, and the routers have one candidate path: interleaved, one
+    could put stale routes live or move the other's candidate away. It blocks: a sync is bounded by
+    its own deadlines, and the lock goes with the process.
+    """
+    fleet.settings.home.mkdir(parents=True, exist_ok=True)
+    fd = os.open(fleet.settings.home / "router-sync.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def sync(fleet: Fleet, inv: Inventory | None = None, exclude: Collection[str] = ()) -> dict[str, str]:
     """Put the current routes live on every router; returns host -> "reloaded" or "unchanged"."""
     inv = inv or fleet.inventory()
     routers = router_hosts(inv)
     if not routers:
         return {}
-    apps = routes(fleet, inv, exclude)
+    with one_sync_at_a_time(fleet):
+        return _sync(fleet, routers, routes(fleet, inv, exclude))
+
+
+def _sync(fleet: Fleet, routers: list[Node], apps: list[RouterApp]) -> dict[str, str]:
     config = render_config(apps)
     routes_text = routes_json(apps)
 

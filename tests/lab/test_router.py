@@ -142,6 +142,21 @@ def test_domains(lab: Path, routed: str) -> None:
     assert get("www.routed-example.com")[0] == 404
 
 
+def test_operators_on_different_apps_at_once_all_go_live(lab: Path, routed: str) -> None:
+    """Router syncs from concurrent commands take turns: each one's routes go live, none is lost or fails."""
+    apps = [routed, "side-a", "side-b", "side-c"]
+    for app in apps[1:]:
+        assert run_fleet(lab, "apps.create", app).code == 0
+    with ThreadPoolExecutor(len(apps)) as pool:
+        added = list(pool.map(lambda app: run_fleet(lab, "domains.add", "-a", app, f"{app}.at-once.test"), apps))
+    assert [(r.code, r.stderr) for r in added] == [(0, "")] * len(apps)
+    # routed serves; the others have no web dynos (H14): each domain reached its own app, none is unknown (404)
+    assert [get(f"{app}.at-once.test")[0] for app in apps] == [200, 503, 503, 503]
+    for app in apps[1:]:
+        assert run_fleet(lab, "apps.destroy", app, "--confirm", app).code == 0
+    assert run_fleet(lab, "domains.remove", "-a", routed, f"{routed}.at-once.test").code == 0
+
+
 def test_h13_connection_closed_without_response(lab: Path, routed: str) -> None:
     status, body, headers = get("routed.fleet.test", "/close")
     assert status == 503 and "Application error" in body and "x-fleet-log" not in headers
