@@ -13,7 +13,7 @@ import shlex
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import paramiko
@@ -171,31 +171,24 @@ class SSHExecutor:
 
     def put(self, node: Node, local: Path, remote: str) -> None:
         """Copy a file to the host over SFTP (slugs: never through a shell)."""
-        conn = self._connect(node)
-        try:
-            sftp = conn.client.open_sftp()
-            try:
-                sftp.get_channel().settimeout(self.command_timeout)
-                sftp.put(str(local), remote)
-            finally:
-                sftp.close()
-        except (paramiko.SSHException, OSError, EOFError) as e:
-            self._drop(node)
-            raise HostUnreachable(node.name, f"copying {local.name} failed: {e or type(e).__name__}") from None
+        self._sftp(node, f"copying {local.name}", lambda sftp: sftp.put(str(local), remote))
 
     def get(self, node: Node, remote: str, local: Path) -> None:
         """Copy a file from the host over SFTP (built slugs)."""
+        self._sftp(node, f"copying {remote}", lambda sftp: sftp.get(remote, str(local)))
+
+    def _sftp(self, node: Node, what: str, transfer: Callable[[paramiko.SFTPClient], object]) -> None:
         conn = self._connect(node)
         try:
             sftp = conn.client.open_sftp()
             try:
                 sftp.get_channel().settimeout(self.command_timeout)
-                sftp.get(remote, str(local))
+                transfer(sftp)
             finally:
                 sftp.close()
         except (paramiko.SSHException, OSError, EOFError) as e:
             self._drop(node)
-            raise HostUnreachable(node.name, f"copying {remote} failed: {e or type(e).__name__}") from None
+            raise HostUnreachable(node.name, f"{what} failed: {e or type(e).__name__}") from None
 
     def fetch_host_key(self, node: Node) -> HostKey:
         """The key the host offers now (for enrollment), without authenticating."""
