@@ -152,8 +152,9 @@ def drain(argv: list[str]) -> int:
     start = time.monotonic()
     deadline = start + float(timeout_s)
     if not os.path.exists(master_socket):
-        time.sleep(min(FALLBACK_S, float(timeout_s)))
-        print(f"no master socket at {master_socket}: waited {min(FALLBACK_S, float(timeout_s)):.2f}s instead")
+        wait = min(FALLBACK_S, float(timeout_s))
+        time.sleep(wait)
+        print(f"no master socket at {master_socket}: waited {wait:.2f}s instead")
         return 0
 
     def in_flight_in(pid: int) -> int:
