@@ -2,16 +2,90 @@
 
 from __future__ import annotations
 
+import http.server
 import socket
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from fleet.router import ADMIN_SOCKET, RouterApp, render_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ROLE_FILES = ROOT / "roles" / "router" / "files"
+
+
+class Dyno(http.server.BaseHTTPRequestHandler):
+    """The router tests' dyno: each path is one way of answering (or not)."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        parts = self.path.strip("/").split("/")
+        if parts[0] == "close":
+            self.close_connection = True
+            self.connection.close()
+            return
+        if parts[0] == "first-byte-after":
+            time.sleep(float(parts[1]))
+        self.send_response(200)
+        if parts[0] == "silence-after-first-byte":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.write(b"6\r\nfirst\n\r\n")
+            self.wfile.flush()
+            time.sleep(float(parts[1]))
+            self.wfile.write(b"7\r\nsecond\n\r\n0\r\n\r\n")
+            return
+        if parts[0] in ("cut", "cut-chunked"):  # some of the response, then the dyno closes
+            chunked = parts[0] == "cut-chunked"
+            self.send_header(*(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", "100")))
+            self.end_headers()
+            self.wfile.write(b"6\r\nfirst\n\r\n" if chunked else b"first\n")
+            self.wfile.flush()
+            time.sleep(0.3)
+            self.connection.shutdown(socket.SHUT_RDWR)
+            self.close_connection = True
+            return
+        if parts[0] == "close-delimited":  # no length: the dyno closing ends a whole response
+            self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(b"whole\n")
+            self.close_connection = True
+            return
+        if parts[0] == "stream":
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(20):
+                try:
+                    self.wfile.write(b"6\r\nchunk\n\r\n")
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.1)
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if parts[0] == "forge":
+            self.send_header("X-Fleet-Log", 'at=error code=H99 desc="forged"')
+        self.send_header("Content-Length", "3")
+        self.end_headers()
+        self.wfile.write(b"ok\n")
+
+
+@contextmanager
+def running_dyno() -> Iterator[int]:
+    """The Dyno on a loopback port, served from a thread; yields the port."""
+    dyno = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dyno)
+    threading.Thread(target=dyno.serve_forever, daemon=True).start()
+    try:
+        yield int(dyno.server_address[1])
+    finally:
+        dyno.shutdown()
 
 
 def free_port() -> int:

@@ -16,7 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -25,27 +24,12 @@ from pathlib import Path
 import pytest
 
 from fleet.router import RouterApp, Server
-from tests.local_haproxy import ROOT, LocalHAProxy, free_port, local_config
+from tests.local_haproxy import ROOT, LocalHAProxy, free_port, local_config, running_dyno
 
 HOST = "reload.fleet.test"
 SCRIPT = ROOT / "fleet" / "router_host.py"
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (make test installs it)")
-
-
-class Dyno(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        if self.path.startswith("/sleep/"):
-            time.sleep(float(self.path.split("/")[2]))
-        self.send_response(200)
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\n")
 
 
 class Router:
@@ -99,14 +83,12 @@ def run_script(*argv: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def router(tmp_path: Path) -> Iterator[Router]:
-    dyno = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dyno)
-    threading.Thread(target=dyno.serve_forever, daemon=True).start()
-    r = Router(tmp_path, dyno.server_address[1])
-    try:
-        yield r
-    finally:
-        r.haproxy.stop()
-        dyno.shutdown()
+    with running_dyno() as dyno_port:
+        r = Router(tmp_path, dyno_port)
+        try:
+            yield r
+        finally:
+            r.haproxy.stop()
 
 
 def test_the_first_request_after_install_gets_the_new_config(router: Router) -> None:
@@ -148,7 +130,7 @@ def test_a_failing_reload_command_is_an_error(router: Router) -> None:
 
 def test_drain_waits_for_the_request_in_flight_to_the_leaving_dyno(router: Router) -> None:
     with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(router.status, "/sleep/2")
+        slow = pool.submit(router.status, "/first-byte-after/2")
         time.sleep(0.3)  # in flight, in the worker that has the dyno
         assert router.install(maintenance=False, servers=0).stdout.strip() == "reloaded"  # the dyno leaves the backend
         said, took = router.drain(timeout_s=10)
@@ -165,7 +147,7 @@ def test_drain_with_nothing_in_flight_returns_at_once(router: Router) -> None:
 
 def test_drain_gives_up_at_its_deadline_and_says_how_many_were_left(router: Router) -> None:
     with ThreadPoolExecutor(1) as pool:
-        slow = pool.submit(router.status, "/sleep/4")
+        slow = pool.submit(router.status, "/first-byte-after/4")
         time.sleep(0.3)
         router.install(maintenance=False, servers=0)
         said, took = router.drain(timeout_s=1)

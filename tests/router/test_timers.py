@@ -14,7 +14,6 @@ import re
 import shutil
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -22,70 +21,12 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from fleet.router import RouterApp, Server
-from tests.local_haproxy import LocalHAProxy, free_port, local_config
+from tests.local_haproxy import LocalHAProxy, free_port, local_config, running_dyno
 
 FIRST_BYTE_S, IDLE_S = 2, 4
 HOST = "timers.fleet.test"
 
 pytestmark = pytest.mark.skipif(shutil.which("haproxy") is None, reason="haproxy is not installed (make test installs it)")
-
-
-class Dyno(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        parts = self.path.strip("/").split("/")
-        if parts[0] == "close":
-            self.close_connection = True
-            self.connection.close()
-            return
-        if parts[0] == "first-byte-after":
-            time.sleep(float(parts[1]))
-        self.send_response(200)
-        if parts[0] == "silence-after-first-byte":
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            self.wfile.write(b"6\r\nfirst\n\r\n")
-            self.wfile.flush()
-            time.sleep(float(parts[1]))
-            self.wfile.write(b"7\r\nsecond\n\r\n0\r\n\r\n")
-            return
-        if parts[0] in ("cut", "cut-chunked"):  # some of the response, then the dyno closes
-            chunked = parts[0] == "cut-chunked"
-            self.send_header(*(("Transfer-Encoding", "chunked") if chunked else ("Content-Length", "100")))
-            self.end_headers()
-            self.wfile.write(b"6\r\nfirst\n\r\n" if chunked else b"first\n")
-            self.wfile.flush()
-            time.sleep(0.3)
-            self.connection.shutdown(socket.SHUT_RDWR)
-            self.close_connection = True
-            return
-        if parts[0] == "close-delimited":  # no length: the dyno closing ends a whole response
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(b"whole\n")
-            self.close_connection = True
-            return
-        if parts[0] == "stream":
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for _ in range(20):
-                try:
-                    self.wfile.write(b"6\r\nchunk\n\r\n")
-                    self.wfile.flush()
-                except OSError:
-                    return
-                time.sleep(0.1)
-            self.wfile.write(b"0\r\n\r\n")
-            return
-        if parts[0] == "forge":
-            self.send_header("X-Fleet-Log", 'at=error code=H99 desc="forged"')
-        self.send_header("Content-Length", "3")
-        self.end_headers()
-        self.wfile.write(b"ok\n")
 
 
 class Router:
@@ -119,21 +60,19 @@ class Router:
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Router]:
     tmp = tmp_path_factory.mktemp("router")
-    dyno = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dyno)
-    threading.Thread(target=dyno.serve_forever, daemon=True).start()
-    app = RouterApp("timers", (HOST,), 1, False, (Server("web.1.v1", "127.0.0.1", dyno.server_address[1]),))
-    port = free_port()
-    shorter = (
-        ("filter lua.fleet-timing 30000 55000", f"filter lua.fleet-timing {FIRST_BYTE_S * 1000} {IDLE_S * 1000}"),
-        ("timeout server 55s", f"timeout server {IDLE_S}s"),
-    )
-    (tmp / "haproxy.cfg").write_text(local_config([app], tmp, port, shorter))
-    haproxy = LocalHAProxy(tmp / "haproxy.cfg", port)
-    try:
-        yield Router(port, haproxy.lines, haproxy.proc)
-    finally:
-        haproxy.stop()
-        dyno.shutdown()
+    with running_dyno() as dyno_port:
+        app = RouterApp("timers", (HOST,), 1, False, (Server("web.1.v1", "127.0.0.1", dyno_port),))
+        port = free_port()
+        shorter = (
+            ("filter lua.fleet-timing 30000 55000", f"filter lua.fleet-timing {FIRST_BYTE_S * 1000} {IDLE_S * 1000}"),
+            ("timeout server 55s", f"timeout server {IDLE_S}s"),
+        )
+        (tmp / "haproxy.cfg").write_text(local_config([app], tmp, port, shorter))
+        haproxy = LocalHAProxy(tmp / "haproxy.cfg", port)
+        try:
+            yield Router(port, haproxy.lines, haproxy.proc)
+        finally:
+            haproxy.stop()
 
 
 def test_each_timer_edge(router: Router) -> None:
