@@ -34,12 +34,15 @@ class Settings:
         return cls(home=home, inventory_override=inventory or env.get("FLEET_INVENTORY") or None)
 
     # -- tunables: FLEET_<NAME> in the environment, else config.yml, else the default
-    def number(self, key: str, default: float) -> float:
+    def _raw(self, key: str) -> tuple[Any, str]:
+        """The raw value of a tunable and where it came from: FLEET_<KEY>, else config.yml (None if unset)."""
         raw = os.environ.get(f"FLEET_{key.upper()}")
-        source = f"FLEET_{key.upper()}"
-        if raw is None:
-            raw = self.read_config().get(key)
-            source = f"{self.config_file}: {key}"
+        if raw is not None:
+            return raw, f"FLEET_{key.upper()}"
+        return self.read_config().get(key), f"{self.config_file}: {key}"
+
+    def number(self, key: str, default: float) -> float:
+        raw, source = self._raw(key)
         if raw is None:
             return default
         try:
@@ -67,7 +70,7 @@ class Settings:
         """How many recent builds per app keep their slug from `slugs.gc`."""
         value = self.number("keep_slugs", 5)
         if value != int(value):
-            raise ConfigError("keep_slugs", "", f"must be a whole number of builds, got {value:g}")
+            raise ConfigError(self._raw("keep_slugs")[1], "", f"must be a whole number of builds, got {value:g}")
         return int(value)
 
     @property

@@ -9,12 +9,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from fleet.lab.plan import BRIDGE, LAB_DIR, LabNode
+from fleet.services import lab as lab_service
 
 FLEET = str(Path(sys.executable).parent / "fleet")
 
@@ -44,15 +50,41 @@ def fleet_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab(fleet_home: Path) -> Path:
-    """A provisioned 3-host lab, booted fresh once for the session (no dynos of earlier runs)."""
+def lab(fleet_home: Path) -> Iterator[Path]:
+    """A provisioned 3-host lab, booted fresh once for the session (no dynos of earlier runs).
+
+    Its teardown is a test of its own: the lab's supervisors are crashed, and `lab.down` must still leave
+    nothing behind (no node process, mount, link or directory). A failure there fails the session.
+    """
     down = run_fleet(fleet_home, "lab.down")
     assert down.code == 0, down.stderr
     up = run_fleet(fleet_home, "lab.up", "--nodes", "3")
     assert up.code == 0, up.stderr
     prov = run_fleet(fleet_home, "nodes.provision", timeout=600)
     assert prov.code == 0, prov.stdout[-3000:] + prov.stderr
-    return fleet_home
+    yield fleet_home
+    down_after_a_crash_leaves_nothing(fleet_home)
+
+
+def down_after_a_crash_leaves_nothing(home: Path) -> None:
+    nodes = [LabNode(i) for i in (1, 2, 3)]
+    # crash the lab's own supervisor processes: the nodes' inits keep running, orphaned
+    for node in nodes:
+        for pid in lab_service.node_nspawns(node):
+            os.kill(pid, signal.SIGKILL)
+    time.sleep(0.5)
+    orphaned = [node.name for node in nodes if lab_service.node_inits(node)]
+    assert orphaned, "the nodes' inits were expected to survive their nspawn supervisors"
+    res = run_fleet(home, "lab.down")
+    assert res.code == 0, res.stderr
+    for node in nodes:
+        assert not lab_service.node_inits(node), node.name
+        assert not lab_service.node_nspawns(node), node.name
+        assert not Path(f"/sys/class/net/{node.veth}").exists()
+    assert not Path(f"/sys/class/net/{BRIDGE}").exists()
+    assert str(LAB_DIR) not in Path("/proc/self/mountinfo").read_text()
+    assert not LAB_DIR.exists()
+    assert run_fleet(home, "lab.status").stdout.strip() == "no lab nodes"
 
 
 def status_by_name(home: Path) -> dict[str, dict[str, object]]:

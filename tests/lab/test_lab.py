@@ -1,6 +1,6 @@
 """The foundation on a real lab: boot, reach over SSH, provision, fail, clean up.
 
-Tests in this module run in file order; the last one takes the lab down.
+Tests in this module run in file order; the session's lab fixture takes the lab down at the end.
 """
 
 from __future__ import annotations

@@ -211,16 +211,30 @@ def test_h18_response_cut_short_by_the_dyno(lab: Path, routed: str) -> None:
 
 
 def test_bad_requests_get_http_errors_and_others_keep_working(lab: Path, routed: str) -> None:
-    def raw(data: bytes) -> bytes:
-        with socket.create_connection((ROUTER, 80), timeout=15) as s:
-            s.sendall(data)
-            return s.recv(200)
-
-    assert raw(b"GET / HTTP/1.1\r\nHost: rou\x01ted\xff.fleet.test\r\n\r\n").split(b" ")[1] in (b"400", b"404")
+    assert raw_status(b"GET / HTTP/1.1\r\nHost: rou\x01ted\xff.fleet.test\r\n\r\n") in ("400", "404")
+    # HAProxy answers an oversized request before the client has sent all of it, and closes; the kernel may then
+    # reset the connection and throw the answer away: "reset" is HAProxy refusing the request too
     many = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
-    assert raw(b"GET / HTTP/1.1\r\nHost: routed.fleet.test\r\n" + many + b"\r\n").split(b" ")[1] in (b"400", b"431")
-    assert raw(b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: routed.fleet.test\r\n\r\n").split(b" ")[1] in (b"400", b"414")
+    assert raw_status(b"GET / HTTP/1.1\r\nHost: routed.fleet.test\r\n" + many + b"\r\n") in ("400", "431", "reset")
+    assert raw_status(b"GET /" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: routed.fleet.test\r\n\r\n") in ("400", "414", "reset")
     assert get("routed.fleet.test")[0] == 200
+
+
+def raw_status(data: bytes) -> str:
+    """Send bytes as one request: the status code answered, or "reset" when the router cut the connection first."""
+    with socket.create_connection((ROUTER, 80), timeout=15) as s:
+        try:
+            s.sendall(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the router stopped reading: its answer (if any survived) is in the receive buffer
+        try:
+            head = s.recv(200)
+        except ConnectionResetError:
+            return "reset"
+    if not head:
+        return "reset"
+    assert head.startswith(b"HTTP/1."), head
+    return head.split(b" ")[1].decode()
 
 
 def test_a_config_haproxy_rejects_never_goes_live(lab: Path, routed: str) -> None:

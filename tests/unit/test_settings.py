@@ -107,13 +107,16 @@ def test_non_finite_environment_value(settings: Settings, monkeypatch: pytest.Mo
         settings.keep_slugs  # noqa: B018
 
 
-def test_fractional_keep_slugs_never_becomes_zero(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("FLEET_KEEP_SLUGS", "0.5")
-    try:
-        value = settings.keep_slugs
-    except ConfigError:
-        return
-    assert value >= 1
+@pytest.mark.parametrize("raw", ["0.5", "2.5"])
+def test_fractional_keep_slugs_is_refused(settings: Settings, monkeypatch: pytest.MonkeyPatch, raw: str) -> None:
+    # 0.5 must not become int(0.5) == 0 (every slug collected): a count of builds is whole
+    monkeypatch.setenv("FLEET_KEEP_SLUGS", raw)
+    assert config_error(settings, "keep_slugs") == f"FLEET_KEEP_SLUGS: must be a whole number of builds, got {raw}"
+
+
+def test_fractional_keep_slugs_in_config_names_the_file(settings: Settings, tmp_path: Path) -> None:
+    (tmp_path / "config.yml").write_text("keep_slugs: 1.5\n")
+    assert config_error(settings, "keep_slugs") == f"{tmp_path / 'config.yml'}: keep_slugs: must be a whole number of builds, got 1.5"
 
 
 def test_invalid_yaml_config(settings: Settings, tmp_path: Path) -> None:
