@@ -17,7 +17,6 @@ import xml.etree.ElementTree as ET
 from collections import defaultdict
 from pathlib import Path
 
-
 RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
 
 
