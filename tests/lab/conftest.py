@@ -56,6 +56,9 @@ def lab(fleet_home: Path) -> Iterator[Path]:
     Its teardown is a test of its own: the lab's supervisors are crashed, and `lab.down` must still leave
     nothing behind (no node process, mount, link or directory). A failure there fails the session.
     """
+    if os.environ.get("FLEET_TEST_LAB_HOME"):  # while working on one test: a lab you booted and provisioned
+        yield Path(os.environ["FLEET_TEST_LAB_HOME"])  # with that FLEET_HOME yourself; kept as it is afterwards
+        return
     down = run_fleet(fleet_home, "lab.down")
     assert down.code == 0, down.stderr
     up = run_fleet(fleet_home, "lab.up", "--nodes", "3")
@@ -69,12 +72,19 @@ def lab(fleet_home: Path) -> Iterator[Path]:
 def down_after_a_crash_leaves_nothing(home: Path) -> None:
     nodes = [LabNode(i) for i in (1, 2, 3)]
     # crash the lab's own supervisor processes: the nodes' inits keep running, orphaned
-    for node in nodes:
-        for pid in lab_service.node_nspawns(node):
+    supervisors = {node.name: lab_service.node_nspawns(node) for node in nodes}
+    unsupervised = [name for name, pids in supervisors.items() if not pids]
+    assert not unsupervised, f"no systemd-nspawn supervisor found for {unsupervised}: nothing to crash"
+    for pids in supervisors.values():
+        for pid in pids:
             os.kill(pid, signal.SIGKILL)
-    time.sleep(0.5)
-    orphaned = [node.name for node in nodes if lab_service.node_inits(node)]
-    assert orphaned, "the nodes' inits were expected to survive their nspawn supervisors"
+    deadline = time.monotonic() + 10
+    while any(lab_service.node_nspawns(node) for node in nodes) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = {node.name: pids for node in nodes if (pids := lab_service.node_nspawns(node))}
+    assert not left, f"nspawn supervisors still running 10 s after SIGKILL: {left}"
+    not_orphaned = [node.name for node in nodes if not lab_service.node_inits(node)]
+    assert not not_orphaned, f"these nodes' inits did not survive their nspawn supervisors: {not_orphaned}"
     res = run_fleet(home, "lab.down")
     assert res.code == 0, res.stderr
     for node in nodes:

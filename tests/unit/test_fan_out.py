@@ -17,6 +17,18 @@ def nodes(*names: str) -> list[Node]:
     return [Node(name=n, address=f"10.0.0.{i + 1}") for i, n in enumerate(names)]
 
 
+def fan_out_workers() -> set[threading.Thread]:
+    """fan_out's worker threads (fleet.exec.base names them) alive now."""
+    return {t for t in threading.enumerate() if t.name == "fleet-fan-out"}
+
+
+def join(workers: set[threading.Thread]) -> None:
+    """Wait for these worker threads to end: whatever they were still going to do is done."""
+    for t in workers:
+        t.join(timeout=5)
+    assert not [t for t in workers if t.is_alive()], "a fan-out worker did not end within 5 s of its release"
+
+
 @pytest.fixture
 def release() -> Iterator[threading.Event]:
     """Set at teardown so a 'hung' worker thread ends instead of lingering."""
@@ -88,9 +100,12 @@ def test_hung_worker_is_abandoned_at_the_deadline(release: threading.Event) -> N
             return "late"
         return "fast"
 
+    before = fan_out_workers()
     start = time.monotonic()
     result = fan_out(nodes("a", "slow", "b"), work, deadline=0.5)
     elapsed = time.monotonic() - start
+    workers = fan_out_workers() - before
+    assert workers  # the one still waiting for "slow"
     assert 0.45 <= elapsed < 1.5
     assert result.ok == {"a": "fast", "b": "fast"}
     assert list(result.failed) == ["slow"]
@@ -100,7 +115,7 @@ def test_hung_worker_is_abandoned_at_the_deadline(release: threading.Event) -> N
 
     # the late answer does not change what the caller was given
     release.set()
-    time.sleep(0.1)
+    join(workers)
     assert result.ok == {"a": "fast", "b": "fast"}
     assert list(result.failed) == ["slow"]
 
@@ -113,12 +128,15 @@ def test_queued_nodes_past_the_deadline_time_out_and_never_start(release: thread
         release.wait(5)
         return "late"
 
+    before = fan_out_workers()
     result = fan_out(nodes("a", "b", "c"), work, max_parallel=1, deadline=0.2)
+    workers = fan_out_workers() - before
+    assert len(workers) == 1  # max_parallel=1: the one worker, still in "a"
     assert result.ok == {}
     assert sorted(result.failed) == ["a", "b", "c"]
-    assert all(type(e) is RemoteTimeout for e in result.failed.values())
+    assert [type(result.failed[n]) for n in ("a", "b", "c")] == [RemoteTimeout] * 3
     release.set()
-    time.sleep(0.1)
+    join(workers)  # the worker has ended: had b or c been left queued, it would have run them by now
     assert started == ["a"]
 
 

@@ -11,10 +11,11 @@ import pytest
 
 from fleet.hostkeys import HostKey, entries_for, read_known_hosts, with_pinned, write_known_hosts
 
-pytestmark = pytest.mark.skipif(shutil.which("ssh-keygen") is None, reason="ssh-keygen is not installed")
-
 
 def _keygen(path: Path, key_type: str = "ed25519") -> str:
+    """A new key pair at ``path`` by ssh-keygen (every test that runs ssh-keygen calls this first); its .pub line."""
+    if shutil.which("ssh-keygen") is None:
+        pytest.fail("ssh-keygen is not installed: `make test` installs it (openssh-client)")
     subprocess.run(
         ["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", f"test@{path.name}", "-f", str(path)], check=True, timeout=30
     )
