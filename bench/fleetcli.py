@@ -11,11 +11,14 @@ ROOT = Path(__file__).resolve().parent.parent
 FLEET = str(Path(sys.executable).parent / "fleet")
 
 
-def fleet(home: Path, *args: str) -> str:
-    """Run `fleet ARGS` and return its output; stop the benchmark with fleet's output if it fails."""
-    res = subprocess.run(
-        [FLEET, *args], capture_output=True, text=True, env={**os.environ, "FLEET_HOME": str(home)}, timeout=1800
-    )
+def fleet(home: Path, *args: str, code: Path | None = None) -> str:
+    """Run `fleet ARGS` and return its output; stop the benchmark with fleet's output if it fails.
+
+    ``code``: a checkout of another fleet revision to run instead of this one (a baseline)."""
+    env = {**os.environ, "FLEET_HOME": str(home)}
+    if code is not None:
+        env["PYTHONPATH"] = str(code)  # ahead of this checkout's editable install
+    res = subprocess.run([FLEET, *args], capture_output=True, text=True, env=env, timeout=1800)
     if res.returncode != 0:
         sys.exit(f"bench: `fleet {' '.join(args)}` failed:\n{res.stdout[-3000:]}{res.stderr}")
     return res.stdout

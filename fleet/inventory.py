@@ -35,18 +35,57 @@ GROUP_KEYS = {"hosts", "vars", "children"}
 GROUP_NAME_RULE = "letters, digits and underscores, not starting with a digit"
 
 
-def load_inventory(path: str | os.PathLike[str]) -> Inventory:
+#: The router role's variable for where HAProxy's stats page and Prometheus exporter listen.
+METRICS_ADDRESS_VAR = "fleet_router_metrics_address"
+
+
+def _read(path: str | os.PathLike[str]) -> str:
     p = Path(path)
     try:
-        text = p.read_text()
+        return p.read_text()
     except FileNotFoundError:
         raise ConfigError(str(p), "", "inventory file not found; check the path, or run `fleet lab.up` for a local lab") from None
     except OSError as e:
         raise ConfigError(str(p), "", f"cannot read inventory: {e.strerror}") from None
-    return parse_inventory(text, str(p))
+
+
+def load_inventory(path: str | os.PathLike[str]) -> Inventory:
+    return parse_inventory(_read(path), str(Path(path)))
 
 
 def parse_inventory(text: str, source: str) -> Inventory:
+    walker = _walk(text, source)
+    nodes = tuple(walker.node(name) for name in walker.hosts)
+    return Inventory(source=source, nodes=nodes, vars=tuple(sorted(walker.all_vars.items())))
+
+
+def load_router_metrics_addresses(path: str | os.PathLike[str]) -> dict[str, str]:
+    return parse_router_metrics_addresses(_read(path), str(Path(path)))
+
+
+def parse_router_metrics_addresses(text: str, source: str) -> dict[str, str]:
+    """Each router host's management address, as the router role resolves ``fleet_router_metrics_address``.
+
+    The host's own value of that variable (host or group vars) if it has one, else the role's default, the
+    host's inventory address (``ansible_host | default(inventory_hostname)``): fleet's router sync renders the
+    same haproxy.cfg as the role only if it binds the same address.
+    """
+    walker = _walk(text, source)
+    out = {}
+    for name in walker.hosts:
+        node = walker.node(name)
+        if not node.is_router:
+            continue
+        hvars, paths = walker.resolved_vars(name)
+        address = hvars.get(METRICS_ADDRESS_VAR, node.address)
+        if not isinstance(address, str) or not ADDRESS_RE.fullmatch(address):
+            key_path = paths.get(METRICS_ADDRESS_VAR, f"{walker.hosts[name][2]}.{METRICS_ADDRESS_VAR}")
+            raise ConfigError(source, key_path, f"must be an IP address or DNS name, got {address!r}")
+        out[name] = address
+    return out
+
+
+def _walk(text: str, source: str) -> _Walker:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
@@ -68,9 +107,7 @@ def parse_inventory(text: str, source: str) -> Inventory:
 
     if not walker.hosts:
         raise ConfigError(source, "all", f"defines no hosts; add them under all.children.{DYNO_GROUP}.hosts")
-
-    nodes = tuple(walker.node(name) for name in walker.hosts)
-    return Inventory(source=source, nodes=nodes, vars=tuple(sorted(walker.all_vars.items())))
+    return walker
 
 
 class _Walker:

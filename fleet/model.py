@@ -38,6 +38,54 @@ def validate_app_name(name: str) -> str:
     return name
 
 
+# A process type (web, worker, ...), from a Procfile or a buildpack's bin/release. It becomes a file
+# on each host (cmd.<type>, written as root), part of a unit name and of the dyno's nspawn machine
+# name <app>-<type>-<index>, which systemd caps at 64 characters: 30 + 1 + 26 + 1 + 6 (the widest
+# index a unit name carries). A letter or digit first: the launcher takes a leading '-' as an option.
+PROCESS_TYPE_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_-]{0,25}"
+PROCESS_TYPE_RE = re.compile(PROCESS_TYPE_PATTERN)
+PROCESS_TYPE_RULE = "a letter or digit first, then letters, digits, '_' and '-', at most 26 characters"
+
+# A dyno as the operator names it: its process type and index (web.1); indexes count from 1.
+DYNO_INDEX_PATTERN = r"[1-9][0-9]{0,5}"
+DYNO_NAME_RE = re.compile(rf"({PROCESS_TYPE_PATTERN})\.({DYNO_INDEX_PATTERN})")
+
+
+def _shown(name: object) -> str:
+    """A name quoted for a one-line message, cut short: it may be hostile and long."""
+    if isinstance(name, str) and len(name) > 40:
+        return repr(name[:40]) + "..."
+    return repr(name)
+
+
+def process_type_problem(name: object) -> str | None:
+    """None for a valid process type, else the one-line reason (the name quoted and cut short)."""
+    if isinstance(name, str) and PROCESS_TYPE_RE.fullmatch(name):
+        return None
+    return f"process type {_shown(name)} is not valid: use {PROCESS_TYPE_RULE}"
+
+
+def validate_process_type(name: str) -> str:
+    from fleet.errors import UsageError
+
+    problem = process_type_problem(name)
+    if problem:
+        raise UsageError(problem)
+    return name
+
+
+def validate_dyno_selector(which: str) -> str:
+    """What ps.restart and ps.stop act on: a process type (web) or one dyno (web.1)."""
+    from fleet.errors import UsageError
+
+    if not isinstance(which, str) or not (PROCESS_TYPE_RE.fullmatch(which) or DYNO_NAME_RE.fullmatch(which)):
+        raise UsageError(
+            f"{_shown(which)} is neither a process type nor a dyno name such as web.1: "
+            f"a process type is {PROCESS_TYPE_RULE}, a dyno's index a number from 1"
+        )
+    return which
+
+
 @dataclass(frozen=True)
 class App:
     name: str

@@ -30,8 +30,13 @@ class RecapCounts:
     ignored: int = 0
 
 
-def playbook_argv(ansible_playbook: str, inventory: Path, limit: tuple[str, ...] = (), check: bool = False) -> tuple[str, ...]:
+def playbook_argv(
+    ansible_playbook: str, inventory: Path, limit: tuple[str, ...] = (), check: bool = False, extra_vars: Path | None = None
+) -> tuple[str, ...]:
+    """The command line; secret variables (the routers' metrics password) go in the ``extra_vars`` file, never on it."""
     argv = [ansible_playbook, "-i", str(inventory), str(SITE_PLAYBOOK)]
+    if extra_vars is not None:
+        argv += ["--extra-vars", f"@{extra_vars}"]
     if limit:
         argv += ["--limit", ",".join(limit)]
     if check:

@@ -2,9 +2,15 @@
 
 ``roles/router/templates/haproxy.cfg.j2`` is the one template: the router
 role renders it while provisioning and fleet renders it here on every
-change, with the same variables (``fleet_router_apps`` and the ports), so
-both write the same haproxy.cfg. Names and domains are validated before
-they reach it.
+change, with the same variables (``fleet_router_apps``, the ports, the
+router's management address and the metrics password), so both write the
+same haproxy.cfg. Names, domains and addresses are validated before they
+reach it.
+
+The config holds the metrics password (HAProxy's stats page and Prometheus
+exporter answer only with it): it is written on routers 0640 root:haproxy,
+and anything fleet shows of a config (a rejection by ``haproxy -c``) goes
+through ``MetricsAccess.scrub`` first.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from typing import Any
 import jinja2
 
 from fleet.errors import UsageError
+from fleet.model import ADDRESS_RE
 
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "roles" / "router" / "templates"
 HTTP_PORT = 80
@@ -28,6 +35,30 @@ MASTER_SOCKET = "/run/haproxy-master.sock"  # Debian's haproxy.service starts th
 DEFAULT_DOMAIN = "fleet.test"
 LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 DOMAIN_RE = re.compile(rf"(\*\.)?{LABEL}(\.{LABEL})+")
+METRICS_USER = "fleet"  # the template's userlist; the password is $FLEET_HOME/router-metrics.secret
+METRICS_PASSWORD_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # secrets.token_urlsafe: one haproxy.cfg word, no quoting
+
+
+@dataclass(frozen=True)
+class MetricsAccess:
+    """Where a router's stats page and Prometheus exporter listen, and the password they ask for.
+
+    ``address`` is the router's management address (``fleet_router_metrics_address``, by default the
+    host's inventory address); the password never shows in a repr.
+    """
+
+    address: str
+    password: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not ADDRESS_RE.fullmatch(self.address):
+            raise UsageError(f"{self.address!r} is not an IP address or DNS name for the router's metrics to listen on")
+        if not METRICS_PASSWORD_RE.fullmatch(self.password):
+            raise UsageError("the router's metrics password must be 16 to 128 of [A-Za-z0-9_-] (not shown)")
+
+    def scrub(self, text: str) -> str:
+        """``text`` (a config, haproxy's output about it) with the password replaced by ***."""
+        return text.replace(self.password, "***")
 
 
 def validate_domain(domain: str) -> str:
@@ -118,7 +149,10 @@ def routes_json(apps: list[RouterApp]) -> str:
     return json.dumps([asdict(a) for a in apps], indent=1, sort_keys=True) + "\n"
 
 
-def render_config(apps: list[RouterApp], http_port: int = HTTP_PORT, metrics_port: int = METRICS_PORT) -> str:
+def render_config(
+    apps: list[RouterApp], metrics: MetricsAccess, http_port: int = HTTP_PORT, metrics_port: int = METRICS_PORT
+) -> str:
+    """One router's haproxy.cfg (its metrics address is its own): it holds the metrics password, show it scrubbed."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
         undefined=jinja2.StrictUndefined,
@@ -130,17 +164,22 @@ def render_config(apps: list[RouterApp], http_port: int = HTTP_PORT, metrics_por
         "fleet_router_apps": json.loads(routes_json(apps)),
         "fleet_router_http_port": http_port,
         "fleet_router_metrics_port": metrics_port,
+        "fleet_router_metrics_address": metrics.address,
+        "fleet_router_metrics_password": metrics.password,
     }
     return env.get_template("haproxy.cfg.j2").render(**variables)
 
 
 def app_for_line(config: str, line_number: int) -> str | None:
-    """The app whose part of haproxy.cfg holds ``line_number`` (1-based): names it in errors."""
+    """The app whose part of haproxy.cfg holds ``line_number`` (1-based): names it in errors.
+
+    Each part starts at a ``# app: NAME`` line; ``# app: -`` starts the router's own.
+    """
     app = None
     for i, line in enumerate(config.splitlines(), start=1):
         m = re.match(r"\s*# app: (\S+)$", line)
         if m:
-            app = m.group(1)
+            app = None if m.group(1) == "-" else m.group(1)
         if i == line_number:
             return app
     return None

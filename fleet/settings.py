@@ -3,11 +3,13 @@
 $FLEET_HOME (default ~/.fleet, mode 0700)
 ├── config.yml     operator settings; ``inventory:`` is the inventory in use
 ├── known_hosts    pinned host keys (OpenSSH format, shared with ansible)
+├── router-metrics.secret  the password of the routers' stats page and Prometheus exporter (0600)
 └── state.db       SQLite control-plane state and audit log
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import os
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from fleet.dyno.units import DEFAULT_DYNO_NETWORK
 from fleet.errors import ConfigError
 
 
@@ -66,6 +69,54 @@ class Settings:
         return self.number("build_timeout", 900)
 
     @property
+    def build_memory_mb(self) -> int:
+        """Memory (MB) a build's processes may use together, files they write to the build's tmpfs included."""
+        return self.whole_number("build_memory_mb", 2048)
+
+    @property
+    def build_tasks(self) -> int:
+        """Processes and threads a build may have at once."""
+        return self.whole_number("build_tasks", 1024)
+
+    @property
+    def build_cpu_weight(self) -> int:
+        """The build's CPU weight against other work on its machine (systemd's CPUWeight: 1-10000, 100 is the norm)."""
+        value = self.whole_number("build_cpu_weight", 50)
+        if value > 10000:
+            raise ConfigError(self._raw("build_cpu_weight")[1], "", f"must be 1 to 10000, got {value}")
+        return value
+
+    @property
+    def slug_max_uncompressed_bytes(self) -> int:
+        """The most a slug may unpack to: checked when it is built and again before a host extracts it."""
+        return int(self.number("slug_max_uncompressed_mb", 2000) * 1e6)
+
+    def whole_number(self, key: str, default: int) -> int:
+        value = self.number(key, default)
+        if value != int(value):
+            raise ConfigError(self._raw(key)[1], "", f"must be a whole number, got {value:g}")
+        return int(value)
+
+    @property
+    def dyno_network(self) -> str:
+        """Addresses of dynos on each host (a private range; every host uses all of it for its own dynos)."""
+        raw, source = self._raw("dyno_network")
+        if raw is None:
+            return DEFAULT_DYNO_NETWORK
+        try:
+            network = ipaddress.IPv4Network(str(raw))
+        except ValueError:
+            raise ConfigError(source, "", f"must be an IPv4 network such as {DEFAULT_DYNO_NETWORK}, got {raw!r}") from None
+        if network.prefixlen > 28:
+            raise ConfigError(source, "", f"/{network.prefixlen} leaves room for too few dynos; use a /28 or larger")
+        return str(network)
+
+    @property
+    def run_max_seconds(self) -> float:
+        """How long a one-off dyno (`fleet run`, the release phase) may run before it is stopped."""
+        return self.number("run_max_seconds", 86400)
+
+    @property
     def keep_slugs(self) -> int:
         """How many recent builds per app keep their slug from `slugs.gc`."""
         value = self.number("keep_slugs", 5)
@@ -96,6 +147,11 @@ class Settings:
     @property
     def state_db(self) -> Path:
         return self.home / "state.db"
+
+    @property
+    def router_metrics_secret(self) -> Path:
+        """The routers' metrics password (basic auth, user fleet), made by fleet on first use."""
+        return self.home / "router-metrics.secret"
 
     def ensure_home(self) -> Path:
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)

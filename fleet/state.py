@@ -7,9 +7,10 @@ locks for operations that change the fleet.
 
 from __future__ import annotations
 
-import getpass
 import json
 import os
+import pwd
+import re
 import socket
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -117,9 +118,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE apps ADD COLUMN maintenance INTEGER NOT NULL DEFAULT 0;
     """,
+    """
+    CREATE TABLE app_uids (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL UNIQUE REFERENCES apps(name) ON DELETE CASCADE
+    );
+    CREATE UNIQUE INDEX dynos_host_port ON dynos (host, port) WHERE port IS NOT NULL;
+    """,
 )
+#: An app's dynos run as uid APP_UID_BASE + n (and a group of the same number) on every host; n comes from
+#: an AUTOINCREMENT sequence, so a uid is never given to another app, even after its app is destroyed.
+APP_UID_BASE = 40000
 SCHEMA_VERSION = len(MIGRATIONS)
 SOURCES = ("task", "shell", "cron")
+#: A user name shown as it is; any other $SUDO_USER is shown escaped (it may carry control characters).
+SAFE_USER_RE = re.compile(r"[A-Za-z0-9_.@-][A-Za-z0-9_.@$-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -140,7 +153,21 @@ def utcnow() -> str:
 
 
 def current_actor() -> str:
-    return os.environ.get("SUDO_USER") or getpass.getuser()
+    """Who runs this process: the user of its real uid, never a name from the environment.
+
+    getpass.getuser() believes $LOGNAME and $USER, which anyone can set. $SUDO_USER (who ran
+    sudo) is shown beside the real user, labelled as the claim it is, when it names someone else.
+    """
+    uid = os.getuid()
+    try:
+        user = pwd.getpwuid(uid).pw_name
+    except KeyError:
+        user = f"uid {uid}"
+    sudo_user = os.environ.get("SUDO_USER", "")
+    if sudo_user and sudo_user != user:
+        shown = sudo_user if SAFE_USER_RE.fullmatch(sudo_user) else ascii(sudo_user[:64])
+        return f"{user} (SUDO_USER={shown})"
+    return user
 
 
 class Store:
@@ -372,6 +399,34 @@ class Store:
                 "INSERT INTO dynos (id, app, type, idx, release, host, port, size, unit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (d.id, d.app, d.type, d.index, d.release, d.host, d.port, d.size, d.unit, d.created_at),
             )
+
+    def add_dyno_on_free_port(self, d: DynoRecord, ports: range, busy: set[int]) -> DynoRecord:
+        """Record a web dyno on the lowest port of ``ports`` that no dyno in state holds on its host
+        and that is not in ``busy`` (seen listening there), in one write transaction: two operators
+        scaling at once never get the same port."""
+        with self.transaction() as db:
+            held = {r[0] for r in db.execute("SELECT port FROM dynos WHERE host = ? AND port IS NOT NULL", (d.host,))}
+            port = next((p for p in ports if p not in held and p not in busy), None)
+            if port is None:
+                raise FleetError(f"no free dyno port left on {d.host} ({ports.start}-{ports.stop - 1})")
+            placed = replace(d, port=port)
+            db.execute(
+                "INSERT INTO dynos (id, app, type, idx, release, host, port, size, unit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (placed.id, placed.app, placed.type, placed.index, placed.release, placed.host, placed.port, placed.size,
+                 placed.unit, placed.created_at),
+            )  # fmt: skip
+        return placed
+
+    def app_uid(self, app: str) -> int:
+        """The uid (and gid) the app's dynos run as on every host; allocated on first use, never reused."""
+        with self.transaction() as db:
+            row = db.execute("SELECT seq FROM app_uids WHERE app = ?", (app,)).fetchone()
+            if row is None:
+                seq = db.execute("INSERT INTO app_uids (app) VALUES (?)", (app,)).lastrowid
+                assert seq is not None
+            else:
+                seq = int(row[0])
+        return APP_UID_BASE + seq
 
     def remove_dyno(self, dyno_id: str) -> None:
         with self.transaction() as db:

@@ -39,17 +39,46 @@ def _fail(err: BaseException) -> Exit:
     return Exit(f"fleet: error: {err}", code=exit_code_for(err))
 
 
+def _masked_pair(pair: str) -> str:
+    from fleet.dyno.units import CONFIG_KEY_RE
+
+    key, sep, _ = pair.partition("=")
+    return f"{key}=***" if sep and CONFIG_KEY_RE.fullmatch(key) else "***"
+
+
 def mask_pairs(args: dict[str, Any]) -> dict[str, Any]:
-    """Audit args of config.set: keys only, values masked."""
-    return {**args, "pair": [p.split("=", 1)[0] + "=***" for p in args.get("pair") or []]}
+    """Audit args of config.set: valid keys only; a value, and anything not KEY=VALUE (a value typed alone), is ***."""
+    return {**args, "pair": [_masked_pair(p) for p in args.get("pair") or []]}
 
 
-def fleet_task(audit: str | None = None, mask: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Callable[[F], F]:
+def pair_secrets(args: dict[str, Any]) -> list[str]:
+    """What of config.set's args must appear nowhere in the audit log: each value, and each pair that is not KEY=VALUE."""
+    out = []
+    for pair in args.get("pair") or []:
+        key, _, value = pair.partition("=")
+        if _masked_pair(pair) == "***":  # an error message may quote its "key"
+            out += [pair, key]
+        out.append(value)
+    return [s for s in out if s]
+
+
+def scrub(text: str, secrets: list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def fleet_task(
+    audit: str | None = None,
+    mask: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    secrets: Callable[[dict[str, Any]], list[str]] | None = None,
+) -> Callable[[F], F]:
     """Wrap a task body: map FleetError to a one-line error and exit code.
 
     With ``audit="lab.up"`` the outcome (ok, failed, interrupted) is appended
-    to the audit log with the task's arguments; a body may return a string
-    to record as detail.
+    to the audit log with the task's arguments (``mask`` hides what must not
+    be recorded); a body may return a string to record as detail. An error
+    message is recorded with every string ``secrets`` names replaced by ***.
     """
 
     def deco(body: F) -> F:
@@ -57,10 +86,11 @@ def fleet_task(audit: str | None = None, mask: Callable[[dict[str, Any]], dict[s
         def wrapper(c: Context, *args: Any, **kwargs: Any) -> Any:
             logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
             audit_args = mask(kwargs) if mask else kwargs
+            hidden = secrets(kwargs) if secrets else []
             try:
                 detail = body(c, *args, **kwargs)
             except FleetError as e:
-                _record(audit, audit_args, "failed", str(e))
+                _record(audit, audit_args, "failed", scrub(str(e), hidden))
                 raise _fail(e) from None
             except KeyboardInterrupt:
                 _record(audit, audit_args, "interrupted")
@@ -346,10 +376,12 @@ def destroy(c: Context, name: str, confirm: str = "") -> None:
 
     fleet = Fleet.open()
     try:
-        apps.destroy(fleet, name, confirm)
+        unreachable = apps.destroy(fleet, name, confirm)
     finally:
         fleet.close()
     _out(f"Destroying {name}... done")
+    if unreachable:
+        _out(f" !    could not reach {', '.join(unreachable)}: {name}'s units and files stay there until it is reachable")
 
 
 @task(name="builds", help={"app": "the app", "json": "print JSON"})
@@ -518,7 +550,7 @@ def config_get(c: Context, app: str, key: str) -> None:
 
 
 @task(name="set", iterable=["pair"], help={"app": "the app", "pair": "KEY=VALUE (fleet config.set -a APP K=V K2=V2)"})
-@fleet_task(audit="config.set", mask=mask_pairs)
+@fleet_task(audit="config.set", mask=mask_pairs, secrets=pair_secrets)
 def config_set(c: Context, app: str, pair: list[str] | None = None) -> str:
     """Set config vars: one new release, then a rolling restart."""
     from fleet.services import releases
@@ -577,8 +609,13 @@ def ps_list(c: Context, app: str, json_: bool = False) -> None:
 @fleet_task(audit="ps.scale")
 def ps_scale(c: Context, app: str, spec: list[str] | None = None) -> None:
     """Scale process types; dynos are spread over the hosts, within their memory."""
+    from fleet.model import validate_process_type
     from fleet.services import dynos
 
+    for s in spec or []:
+        name, sep, _ = s.partition("=")
+        if sep and name:  # other malformed specs: dynos.parse_scale says what is wrong
+            validate_process_type(name)
     fleet = Fleet.open()
     try:
         formation = dynos.scale(fleet, app, spec or [], _out)
@@ -591,10 +628,14 @@ def ps_scale(c: Context, app: str, spec: list[str] | None = None) -> None:
 @fleet_task(audit="ps.restart")
 def ps_restart(c: Context, app: str, which: str | None = None) -> None:
     """Restart dynos; web dynos one at a time."""
+    from fleet.model import validate_dyno_selector
     from fleet.services import dynos
 
+    if which:
+        validate_dyno_selector(which)
     fleet = Fleet.open()
     try:
+        fleet.store.app(app)  # an unknown app is an error, not "nothing to restart"
         dynos.restart(fleet, app, which, _out)
     finally:
         fleet.close()
@@ -604,10 +645,14 @@ def ps_restart(c: Context, app: str, which: str | None = None) -> None:
 @fleet_task(audit="ps.stop")
 def ps_stop(c: Context, app: str, which: str | None = None) -> None:
     """Stop dynos (they stay down until restarted or the app is deployed)."""
+    from fleet.model import validate_dyno_selector
     from fleet.services import dynos
 
+    if which:
+        validate_dyno_selector(which)
     fleet = Fleet.open()
     try:
+        fleet.store.app(app)  # an unknown app is an error, not "nothing to stop"
         dynos.stop(fleet, app, which, _out)
     finally:
         fleet.close()

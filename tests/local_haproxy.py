@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from fleet.router import ADMIN_SOCKET, RouterApp, render_config
+from fleet.router import ADMIN_SOCKET, MetricsAccess, RouterApp, render_config
 
 ROOT = Path(__file__).resolve().parents[1]
 ROLE_FILES = ROOT / "roles" / "router" / "files"
+#: The local router's stats and metrics: on loopback, behind this password.
+LOCAL_METRICS = MetricsAccess("127.0.0.1", "local-metrics-password-0123456789")
 
 
 class Dyno(http.server.BaseHTTPRequestHandler):
@@ -95,9 +97,16 @@ def free_port() -> int:
 
 
 def local_config(
-    apps: list[RouterApp], tmp: Path, http_port: int, replace: tuple[tuple[str, str], ...] = (), metrics_port: int = 0
+    apps: list[RouterApp],
+    tmp: Path,
+    http_port: int,
+    replace: tuple[tuple[str, str], ...] = (),
+    metrics_port: int = 0,
+    metrics: MetricsAccess = LOCAL_METRICS,
 ) -> str:
     """render_config with the error pages, Lua file and admin socket where this machine has them, log on stdout.
+
+    The stats page and Prometheus exporter listen on ``metrics.address`` (loopback by default) with its password.
 
     ``replace`` swaps more text of the rendered config; each part replaced must be in it.
     """
@@ -105,7 +114,7 @@ def local_config(
     errors.mkdir(exist_ok=True)
     for f in ROLE_FILES.iterdir():
         (errors / f"fleet-{f.name}").write_bytes(f.read_bytes())
-    cfg = render_config(apps, http_port=http_port, metrics_port=metrics_port or free_port())
+    cfg = render_config(apps, metrics, http_port=http_port, metrics_port=metrics_port or free_port())
     for real, here in (
         ("/etc/haproxy/fleet-router.lua", str(ROLE_FILES / "fleet-router.lua")),
         ("/etc/haproxy/errors/", f"{errors}/"),
@@ -125,7 +134,11 @@ class LocalHAProxy:
         self.config, self.port = config, port
         master = ["-S", str(master_socket)] if master_socket else []
         self.proc = subprocess.Popen(
-            ["haproxy", "-db", "-f", str(config), *master], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            ["haproxy", "-db", "-f", str(config), *master],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="backslashreplace",  # a log line may carry any byte a client sent
         )
         self.lines: list[str] = []
         assert self.proc.stdout is not None

@@ -1,17 +1,23 @@
-"""Dynos on a host, as text and argv (pure): unit files, env files, the launcher.
+"""Dynos on a host, as text and argv (pure): unit files, env files, the scripts around the container.
 
-    /var/lib/fleet/slugs/<sha>.tar.zst        the slug as shipped (verified by sha256)
-    /var/lib/fleet/slugs/<sha>/               the slug extracted, the read-only lower layer of /app
-    /var/lib/fleet/apps/<app>/v<N>/env        config vars + release metadata (0600 root)
-    /var/lib/fleet/apps/<app>/v<N>/cmd.<type> the command of each process type
-    /var/lib/fleet/apps/<app>/v<N>/launch     the launcher, run as root in the container
+    /var/lib/fleet/apps/<app>/slugs/<sha>.tar.zst  the slug as shipped (verified by sha256)
+    /var/lib/fleet/apps/<app>/slugs/<sha>/         extracted as the app's uid: the read-only lower layer of /app
+    /var/lib/fleet/apps/<app>/v<N>/           root:<app uid> 0750
+        env         config vars + release metadata (0600, owned by the app's uid: only its dynos read it)
+        cmd.<type>  the command of each process type
+        prepare     runs as root on the host, in the dyno's own mount namespace, before the container
+        start       the dyno's program inside the container, already the app's uid
     /etc/systemd/system/fleet.<app>.<type>.<n>.v<N>.service
 
-In the container: the stack read-only, /app a throw-away overlay on the
-slug, a private /tmp, /var/lib/fleet hidden, the release dir read-only at
-/run/fleet/release. The launcher reads the env file as root, then drops to
-the unprivileged dyno user for good (setpriv) and sources .profile.d and
-.profile after the config vars, as Heroku does.
+A dyno's unit runs ``prepare`` (prepare.py: fleet's script, absolute paths, fleet's arguments only; a
+mount and a network namespace of the dyno's own, a size-bounded tmpfs for /app's writable layer owned by
+the app's uid, a veth pair to the host) ->
+``systemd-nspawn`` (the stack read-only, /app an overlay on the slug, a bounded private /tmp,
+/var/lib/fleet hidden, the release dir read-only at /run/fleet/release, no_new_privs, a system-call
+filter) -> ``setpriv`` (drops to the app's uid and gid, clears groups, empties the capability
+bounding set) -> ``start``. Nothing running as root reads a config var, a slug file, a Procfile
+command or buildpack output: ``start`` is the first program that does, and it already runs as the
+app's uid with no capabilities; it sources the env file, then .profile.d and .profile, as Heroku does.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from fleet.errors import UsageError
+from fleet.model import APP_NAME_RE, PROCESS_TYPE_PATTERN
 
 FLEET_DIR = "/var/lib/fleet"
 STACK = f"{FLEET_DIR}/stacks/host"
@@ -29,7 +37,11 @@ SLUGS = f"{FLEET_DIR}/slugs"
 APPS = f"{FLEET_DIR}/apps"
 UNIT_DIR = "/etc/systemd/system"
 RELEASE_MOUNT = "/run/fleet/release"
-DYNO_USER = "dyno"
+DYNO_TMP = "/run/fleet-dyno"  # in the dyno's own mount namespace: a bounded tmpfs holding /app's writable layer
+#: Addresses of dynos on each host (each host uses the whole range for its own dynos: they are reached through
+#: their host's address and port, and masqueraded when they connect out). A part of 169.254.0.0/16 by default.
+DEFAULT_DYNO_NETWORK = "169.254.128.0/18"
+NET_UNIT = "fleet-dyno-net.service"  # the host's dyno firewall and port map (roles/dyno_host)
 STOP_TIMEOUT = 30
 BOOT_TIMEOUT = 60
 PORT_RANGE = (20000, 29999)
@@ -37,10 +49,19 @@ PORT_RANGE = (20000, 29999)
 #: Heroku's sizes and their memory, in MB.
 SIZES = {"standard-1x": 512, "standard-2x": 1024, "performance-m": 2560}
 DEFAULT_SIZE = "standard-1x"
+#: CPU weight (systemd CPUWeight=, relative shares under contention) per size, as Heroku's compute ratios.
+CPU_WEIGHTS = {"standard-1x": 100, "standard-2x": 200, "performance-m": 1200}
+#: Processes and threads a dyno may have at once (systemd TasksMax=), Heroku's limits per size.
+MAX_TASKS = {"standard-1x": 256, "standard-2x": 512, "performance-m": 16384}
+#: Size in MB of each writable filesystem of a dyno (/app's throw-away layer and /tmp). Both are tmpfs, so
+#: what a dyno writes there counts against its memory too; past the bound a write gets ENOSPC.
+DISK_MB = {"standard-1x": 256, "standard-2x": 512, "performance-m": 1024}
+#: System calls no dyno needs, denied on top of systemd-nspawn's own allow-list.
+SYSCALL_DENY = "~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io @reboot @swap"
 
 CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CONFIG_KEY_RULE = "letters, digits and underscores, not starting with a digit"
-UNIT_RE = re.compile(r"^fleet\.([a-z][a-z0-9-]{2,29})\.([A-Za-z0-9_-]{1,63})\.([0-9]{1,6})\.v([0-9]{1,9})\.service$")
+UNIT_RE = re.compile(rf"^fleet\.({APP_NAME_RE.pattern})\.({PROCESS_TYPE_PATTERN})\.([0-9]{{1,6}})\.v([0-9]{{1,9}})\.service$")
 
 
 def validate_config_key(key: str) -> str:
@@ -65,11 +86,18 @@ class DynoSpec:
     port: int | None
     size: str
     dyno_id: str
+    uid: int  # the app's uid and gid on the host
+    network: str = DEFAULT_DYNO_NETWORK
 
     @property
     def name(self) -> str:
         """What Heroku calls the dyno: web.1, worker.2, run.1234."""
         return f"{self.type}.{self.index}"
+
+    @property
+    def machine(self) -> str:
+        """The container's hostname: a valid machine name (letters, digits, '-'; at most 64) from app, type and index."""
+        return f"{self.app}-{re.sub(r'[^A-Za-z0-9-]', '-', self.type)}-{self.index}"[:64].strip("-")
 
     @property
     def unit(self) -> str:
@@ -99,36 +127,70 @@ def release_dir(app: str, release: int) -> str:
     return f"{APPS}/{app}/v{release}"
 
 
-def slug_dir(sha: str) -> str:
-    return f"{SLUGS}/{sha}"
+def app_slugs_dir(app: str) -> str:
+    return f"{APPS}/{app}/slugs"
 
 
-def nspawn_argv(spec: DynoSpec, command: str | None = None) -> tuple[str, ...]:
-    """The container of one dyno; ``command`` (one-off dynos) replaces the process type's."""
+def slug_dir(app: str, sha: str) -> str:
+    """The slug extracted for one app (its files owned by the app's uid): the read-only lower layer of /app."""
+    return f"{app_slugs_dir(app)}/{sha}"
+
+
+def nspawn_argv(spec: DynoSpec, command: str | None = None, console: str | None = None) -> tuple[str, ...]:
+    """The container of one dyno; ``command`` (one-off dynos) replaces the process type's; ``console``
+    is nspawn's --console mode (one-off dynos: interactive, pipe or passive)."""
+    disk = DISK_MB[spec.size]
     argv = [
         "/usr/bin/systemd-nspawn",
         "--quiet",
+        *([f"--console={console}"] if console else []),
         "--register=no",
         "--keep-unit",
         "--link-journal=no",
-        f"--machine={spec.app}-{spec.type}-{spec.index}",
+        f"--machine={spec.machine}",
         "-D",
         STACK,
         "--read-only",
-        f"--overlay={slug_dir(spec.slug)}::/app",
-        "--tmpfs=/tmp:mode=1777",
+        f"--overlay={slug_dir(spec.app, spec.slug)}:{DYNO_TMP}/app:/app",
+        f"--tmpfs=/tmp:mode=1777,size={disk}m,nosuid,nodev",
         f"--tmpfs={FLEET_DIR}:mode=0755",
         f"--bind-ro={release_dir(spec.app, spec.release)}:{RELEASE_MOUNT}",
         "--chdir=/app",
         "--as-pid2",
+        "--no-new-privileges=yes",
+        f"--system-call-filter={SYSCALL_DENY}",
         f"--setenv=DYNO={spec.name}",
         f"--setenv=FLEET_DYNO_ID={spec.dyno_id}",
     ]
     if spec.port is not None:
         argv.append(f"--setenv=PORT={spec.port}")
-    argv += ["--", f"{RELEASE_MOUNT}/launch"]
+    argv += ["--", *setpriv_argv(spec.uid), "/bin/bash", f"{RELEASE_MOUNT}/start"]
     argv += ["--command", command] if command is not None else [spec.type]
     return tuple(argv)
+
+
+def setpriv_argv(uid: int) -> tuple[str, ...]:
+    """Become the app's uid and gid for good: no groups, no capabilities (bounding set too), no_new_privs."""
+    return ("/usr/bin/setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all",
+            "--bounding-set=-all", "--no-new-privs", "--")  # fmt: skip
+
+
+def dyno_argv(spec: DynoSpec, command: str | None = None, console: str | None = None) -> tuple[str, ...]:
+    """What the dyno's unit runs: ``prepare`` (namespaces, disk, network of its own; see prepare.py), then the container."""
+    prepare = f"{release_dir(spec.app, spec.release)}/prepare"
+    port = ("--port", str(spec.port)) if spec.port is not None else ()
+    return ("/usr/bin/python3", "-I", prepare, "--uid", str(spec.uid), "--disk-mb", str(DISK_MB[spec.size]),
+            "--dyno-id", spec.dyno_id, "--network", spec.network, *port, "--", *nspawn_argv(spec, command, console))  # fmt: skip
+
+
+def limit_properties(spec: DynoSpec) -> tuple[tuple[str, str], ...]:
+    """systemd resource properties of a dyno's unit, from its size."""
+    return (
+        ("MemoryMax", f"{spec.memory_mb}M"),
+        ("MemorySwapMax", "0"),
+        ("CPUWeight", str(CPU_WEIGHTS[spec.size])),
+        ("TasksMax", str(MAX_TASKS[spec.size])),
+    )
 
 
 def _systemd_quote(arg: str) -> str:
@@ -140,12 +202,14 @@ def _systemd_quote(arg: str) -> str:
 
 
 def render_unit(spec: DynoSpec) -> str:
-    exec_start = " ".join(_systemd_quote(a) for a in nspawn_argv(spec))
+    exec_start = " ".join(_systemd_quote(a) for a in dyno_argv(spec))
+    limits = "".join(f"{key}={value}\n" for key, value in limit_properties(spec))
     return (
         "# Managed by fleet. Do not edit: the next deploy replaces it.\n"
         "[Unit]\n"
         f"Description=fleet dyno {spec.app} {spec.name} (v{spec.release})\n"
-        "After=network.target local-fs.target\n"
+        f"After=network.target local-fs.target {NET_UNIT}\n"
+        f"Wants={NET_UNIT}\n"
         "StartLimitIntervalSec=0\n\n"
         "[Service]\n"
         f"ExecStart={exec_start}\n"
@@ -154,8 +218,7 @@ def render_unit(spec: DynoSpec) -> str:
         "KillSignal=SIGTERM\n"
         f"TimeoutStopSec={STOP_TIMEOUT}\n"
         "SuccessExitStatus=143\n"
-        f"MemoryMax={spec.memory_mb}M\n"
-        "MemorySwapMax=0\n"
+        f"{limits}"
         f"SyslogIdentifier={spec.app}.{spec.name}\n\n"
         "[Install]\n"
         "WantedBy=multi-user.target\n"
@@ -173,21 +236,24 @@ def env_file(config: Mapping[str, str], metadata: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-LAUNCHER = r"""#!/bin/sh
-# fleet dyno launcher: runs as root inside the dyno's container, reads the
-# config vars (never on a command line), then drops to the dyno user for good.
+#: ``prepare`` in each release dir: run as root by the dyno's unit before the container (standard library only).
+PREPARE = (Path(__file__).parent / "prepare.py").read_text()
+
+START = r"""#!/bin/bash
+# fleet: the dyno's program, already the app's uid with no capabilities and no_new_privs (setpriv ran
+# before it). Config vars come from the env file (never a command line), then .profile.d and .profile.
 set -eu
 _port="${PORT:-}" _dyno="${DYNO:-}" _id="${FLEET_DYNO_ID:-}"
+unset NOTIFY_SOCKET
 set -a
 . /run/fleet/release/env
 set +a
 if [ -n "$_port" ]; then export PORT="$_port"; else unset PORT; fi
 export DYNO="$_dyno" FLEET_DYNO_ID="$_id" HOME=/app
 unset _port _dyno _id
-chown dyno:dyno /app  # the overlay's top is root's; the dyno may write its throw-away /app
-if [ "$1" = "--command" ]; then cmd="$2"; else cmd=$(cat "/run/fleet/release/cmd.$1"); fi
-exec setpriv --reuid=dyno --regid=dyno --init-groups --inh-caps=-all --bounding-set=-all --no-new-privs -- \
-  /bin/bash -c 'cd /app; for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; if [ -r /app/.profile ]; then . /app/.profile; fi; exec /bin/bash -c "$0"' "$cmd"
+if [ "$1" = "--command" ]; then cmd="$2"; else cmd="$(< "/run/fleet/release/cmd.$1")"; fi
+cd /app
+exec /bin/bash -c 'for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"; fi; done; if [ -r /app/.profile ]; then . /app/.profile; fi; exec /bin/bash -c "$0"' "$cmd"
 """
 
 
@@ -228,25 +294,38 @@ def parse_systemctl_show(text: str) -> dict[str, UnitState]:
     return states
 
 
-def listening_ports_argv() -> tuple[str, ...]:
-    return ("ss", "-Hltn")
+LISTENERS = 'ss -Hltn; echo --; while [ $# -gt 1 ]; do nsenter -t "$2" -n ss -Hltn 2>/dev/null | sed "s/^/$1 /"; shift 2; done'
 
 
-def parse_listening_ports(text: str) -> set[int]:
-    """Ports in LISTEN state from ``ss -Hltn``."""
-    ports = set()
-    for line in text.splitlines():
+def listeners_argv(units: Mapping[str, UnitState]) -> tuple[str, ...]:
+    """TCP listeners of the host, then those inside each running dyno's own network namespace (by its main pid)."""
+    pairs = [a for u in sorted(units.values(), key=lambda u: u.unit) if u.main_pid > 0 for a in (u.unit, str(u.main_pid))]
+    return ("sh", "-c", LISTENERS, "fleet-listeners", *pairs)
+
+
+def _port(local: str) -> int | None:
+    port = local.rsplit(":", 1)[-1]
+    return int(port) if port.isdigit() else None
+
+
+def parse_listeners(text: str) -> dict[int, set[str]]:
+    """Port -> the dynos (units) listening on it in their own network namespace; ports the host itself
+    listens on map to an empty set (busy, but nobody's dyno)."""
+    host, _, dynos = text.partition("--\n")
+    listeners: dict[int, set[str]] = {}
+    for line in host.splitlines():
         fields = line.split()
-        if len(fields) >= 4:
-            local = fields[3]
-            port = local.rsplit(":", 1)[-1]
-            if port.isdigit():
-                ports.add(int(port))
-    return ports
+        if len(fields) >= 4 and (port := _port(fields[3])) is not None:
+            listeners.setdefault(port, set())
+    for line in dynos.splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and UNIT_RE.match(fields[0]) and (port := _port(fields[4])) is not None:
+            listeners.setdefault(port, set()).add(fields[0])
+    return listeners
 
 
 def dyno_state(unit: UnitState | None, web: bool, port_bound: bool) -> str:
-    """Heroku's dyno states from what systemd and the kernel report."""
+    """Heroku's dyno states from what systemd and the kernel report; ``port_bound``: the dyno's own process listens on its port."""
     if unit is None or unit.load == "not-found":
         return "down"
     if unit.active == "active" and unit.sub == "running":

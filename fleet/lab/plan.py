@@ -109,6 +109,8 @@ def lab_inventory_vars() -> dict[str, object]:
         # machine's own root, which is each node's lower layer
         "fleet_apt_update_cache": False,
         "fleet_lab": True,
+        # dynos may not reach the control machine (its sshd, git): here, the bridge's address
+        "fleet_control_addresses": [HOST_ADDRESS],
     }
 
 
@@ -131,7 +133,12 @@ def boot_argv(node: LabNode) -> tuple[str, ...]:
 
 
 def networkd_unit(node: LabNode) -> str:
-    return f"[Match]\nName=host0\n\n[Network]\nAddress={node.address}/{PREFIX_LEN}\nLinkLocalAddressing=no\n"
+    """host0's address, of scope global although it is link-local: a dyno's outbound connections are
+    masqueraded to it, and masquerading picks only an address of global scope."""
+    return (
+        "[Match]\nName=host0\n\n[Network]\nLinkLocalAddressing=no\n\n"
+        f"[Address]\nAddress={node.address}/{PREFIX_LEN}\nScope=global\n"
+    )
 
 
 def systemd_escape_path(path: str) -> str:

@@ -120,20 +120,33 @@ def info(fleet: Fleet, name: str) -> AppInfo:
     )
 
 
-def destroy(fleet: Fleet, name: str, confirm: str) -> None:
+def destroy(fleet: Fleet, name: str, confirm: str) -> list[str]:
+    """Stop and remove the app everywhere. Returns the dyno hosts that could not be reached."""
     app = fleet.store.app(name)
     if confirm != name:
         raise UsageError(f"destroying {name} deletes its builds and repository; confirm with `--confirm {name}`")
+    from fleet.services import dynos, router
+
     with fleet.store.lock(f"app:{app.name}", "apps.destroy"):
         running = fleet.store.dynos(app.name)
-        if running:
-            from fleet.services import dynos, router
-
+        releases = fleet.store.releases(app.name, limit=1_000_000)
+        unreachable: list[str] = []
+        if releases:  # an app that never released has nothing on any host
             inv = fleet.inventory()
-            router.drain(fleet, inv, {d.unit for d in running})
-            dynos.remove_dynos(fleet, inv, running)
+            if running:
+                router.drain(fleet, inv, {d.unit for d in running})
+            # slugs only this app uses leave the hosts with it (a slug is shared when two apps built the same bytes)
+            mine = {r.slug_sha256 for r in releases if r.slug_sha256}
+            others = {
+                r.slug_sha256
+                for other in fleet.store.apps()
+                if other.name != app.name
+                for r in fleet.store.releases(other.name, limit=1_000_000)
+            }
+            unreachable = dynos.purge_app(fleet, inv, app.name, mine - others)
         fleet.store.delete_app(app.name)
         if running:
             router.sync(fleet)
         shutil.rmtree(repo_path(fleet, app.name), ignore_errors=True)
         shutil.rmtree(fleet.settings.cache_dir / app.name, ignore_errors=True)
+    return unreachable

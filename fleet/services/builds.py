@@ -22,19 +22,24 @@ from pathlib import Path
 from fleet.context import Fleet
 from fleet.errors import ConfigError, FleetError, RemoteTimeout, UsageError
 from fleet.exec.base import CommandResult
+from fleet.exec.cgroup import Confinement, SystemdScope, confine_here
 from fleet.exec.local import run_local, stream_local
 from fleet.model import Build, Node
+from fleet.settings import Settings
 from fleet.slug.compiler import (
     BUILD_UID,
     BUILD_USER,
     DETECT_ORDER,
+    TOO_BIG,
     BuildContainer,
     BuildError,
     human_size,
     is_noise,
+    pack_slug_argv,
     parse_release,
-    slug_tar_argv,
 )
+from fleet.slug.install import count_unpacked_argv
+from fleet.slug.limits import KILL_AFTER, BuildLimits, timeout_argv
 from fleet.slug.procfile import merge_process_types, parse_procfile
 from fleet.slug.slugignore import is_ignored, parse_slugignore
 from fleet.slug.source import check_tar_members, check_tree
@@ -49,6 +54,8 @@ STACK_DIR = Path("/var/lib/fleet/stacks/host")
 #: Build workspaces live on a tmpfs: buildpacks write many small files.
 BUILD_WORK_DIR = Path("/var/lib/fleet/builds")
 BUILD_WORK_SIZE = "8g"
+#: How long after a step's own deadline (``timeout`` on the machine it runs on) the client gives up on it.
+CLIENT_GRACE = KILL_AFTER + 5
 Output = Callable[[str], None]
 
 
@@ -264,10 +271,15 @@ def build_host(fleet: Fleet) -> Node | None:
 
 
 class LocalBuild:
-    """Buildpack steps in nspawn on this machine, in the workspace itself."""
+    """Buildpack steps in nspawn on this machine, in the workspace itself.
 
-    def __init__(self, app_dir: Path, env_dir: Path, cache_dir: Path, machine: str) -> None:
+    Every step is confined (memory, tasks, CPU weight: a cgroup or a systemd scope) and runs under
+    ``timeout``, so it dies at its deadline on the machine it runs on, whatever happens to the client.
+    """
+
+    def __init__(self, app_dir: Path, env_dir: Path, cache_dir: Path, machine: str, confinement: Confinement) -> None:
         self.app_dir, self.env_dir, self.cache_dir, self.machine = app_dir, env_dir, cache_dir, machine
+        self.confinement = confinement
 
     def buildpack_path(self, bp: Buildpack) -> Path:
         return bp.path
@@ -275,29 +287,39 @@ class LocalBuild:
     def container(self, bp: Buildpack) -> BuildContainer:
         return BuildContainer(STACK_DIR, self.app_dir, self.cache_dir, self.env_dir, self.buildpack_path(bp), self.machine)
 
+    def step(self, argv: tuple[str, ...], timeout: float) -> tuple[str, ...]:
+        """A step's argv as it runs: confined, and killed ``timeout`` seconds from now."""
+        return self.confinement.wrap((*timeout_argv(timeout), *argv))
+
     def run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
-        return run_local(argv, check=False, timeout=timeout)
+        return run_local(self.step(argv, timeout), check=False, timeout=timeout + CLIENT_GRACE)
 
     def stream(self, argv: tuple[str, ...], on_line: Output, timeout: float) -> int:
-        return stream_local(argv, on_line, timeout=timeout)
+        return stream_local(self.step(argv, timeout), on_line, timeout=timeout + CLIENT_GRACE)
 
-    def slug(self, out: Path, timeout: float) -> None:
-        run_local(slug_tar_argv(self.app_dir, out), timeout=timeout)
+    def slug(self, out: Path, max_unpacked: int, timeout: float) -> CommandResult:
+        return run_local(pack_slug_argv(self.app_dir, out, max_unpacked), check=False, timeout=timeout)
 
     def close(self) -> None:
-        pass
+        self.confinement.close()
 
 
 class RemoteBuild(LocalBuild):
     """The same steps on a build host: the workspace (app, env, buildpacks) goes there as one tar over SFTP,
     compile output streams back over SSH, the slug comes back over SFTP. The app's build cache stays there."""
 
-    def __init__(self, fleet: Fleet, host: Node, work: Path, app: str, buildpacks: list[Buildpack], timeout: float) -> None:
+    def __init__(
+        self, fleet: Fleet, host: Node, work: Path, app: str, buildpacks: list[Buildpack], limits: BuildLimits, timeout: float
+    ) -> None:
         self.fleet, self.host = fleet, host
         self.remote = f"{BUILD_HOST_WORK_DIR}/{work.name}"
         self.bp_paths = {bp.path: Path(f"{self.remote}/bp/{i}") for i, bp in enumerate(buildpacks)}
         super().__init__(
-            Path(f"{self.remote}/app"), Path(f"{self.remote}/env"), Path(f"{BUILD_HOST_CACHE_DIR}/{app}"), f"build-{app}"
+            Path(f"{self.remote}/app"),
+            Path(f"{self.remote}/env"),
+            Path(f"{BUILD_HOST_CACHE_DIR}/{app}"),
+            f"build-{app}",
+            SystemdScope(limits, f"fleet build of {app}"),  # a build host is a dyno host: systemd is its PID 1
         )
         bundle = work / "workspace.tar"
         with tarfile.open(bundle, "w") as tar:  # owners kept: the app tree already belongs to the build user
@@ -318,19 +340,24 @@ class RemoteBuild(LocalBuild):
         return self.bp_paths[bp.path]
 
     def run(self, argv: tuple[str, ...], timeout: float) -> CommandResult:
-        return self.fleet.executor.run(self.host, argv, timeout=timeout, check=False)
+        return self.fleet.executor.run(self.host, self.step(argv, timeout), timeout=timeout + CLIENT_GRACE, check=False)
 
     def stream(self, argv: tuple[str, ...], on_line: Output, timeout: float) -> int:
         from fleet.services.dynos import ssh_argv
 
-        return stream_local([*ssh_argv(self.fleet, self.host, tty=False), shlex.join(argv)], on_line, timeout=timeout)
+        remote = shlex.join(self.step(argv, timeout))
+        return stream_local([*ssh_argv(self.fleet, self.host, tty=False), remote], on_line, timeout=timeout + CLIENT_GRACE)
 
-    def slug(self, out: Path, timeout: float) -> None:
+    def slug(self, out: Path, max_unpacked: int, timeout: float) -> CommandResult:
         remote_slug = f"{self.remote}/slug.tar.zst"
-        self.fleet.executor.run(self.host, slug_tar_argv(self.app_dir, Path(remote_slug)), timeout=timeout)
-        self.fleet.executor.get(self.host, remote_slug, out)
+        argv = pack_slug_argv(self.app_dir, Path(remote_slug), max_unpacked)
+        res = self.fleet.executor.run(self.host, argv, timeout=timeout, check=False)
+        if res.code == 0:
+            self.fleet.executor.get(self.host, remote_slug, out)
+        return res
 
     def close(self) -> None:
+        super().close()
         try:
             self.fleet.executor.run(self.host, ("rm", "-rf", "--one-file-system", self.remote), check=False)
         except FleetError as e:
@@ -344,11 +371,12 @@ def build(fleet: Fleet, app_name: str, source: Source, on_line: Output) -> Build
     settings = fleet.settings
     started = time.monotonic()
     deadline = started + settings.build_timeout
+    limits = BuildLimits(settings.build_memory_mb, settings.build_tasks, settings.build_cpu_weight)
     with store.lock(f"app:{app.name}", "build"):
         ensure_build_environment()
         work = Path(tempfile.mkdtemp(prefix=f"{app.name}-", dir=BUILD_WORK_DIR))
         try:
-            recorded = _build(fleet, app.name, app.buildpack, source, work, deadline, started, on_line)
+            recorded = _build(fleet, app.name, app.buildpack, source, work, limits, deadline, started, on_line)
         except RemoteTimeout:
             raise BuildError(
                 f"build exceeded its time limit of {settings.build_timeout:g}s; "
@@ -370,7 +398,15 @@ def _remaining(deadline: float) -> float:
 
 
 def _build(
-    fleet: Fleet, app: str, buildpack_setting: str, source: Source, work: Path, deadline: float, started: float, on_line: Output
+    fleet: Fleet,
+    app: str,
+    buildpack_setting: str,
+    source: Source,
+    work: Path,
+    limits: BuildLimits,
+    deadline: float,
+    started: float,
+    on_line: Output,
 ) -> Build:
     settings = fleet.settings
     host = build_host(fleet)  # a bad setting stops the build before any work
@@ -393,10 +429,10 @@ def _build(
         cache_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(settings.cache_dir, 0o711)
         _chown_tree(cache_dir, BUILD_UID)
-        runner = LocalBuild(app_dir, env_dir, cache_dir, f"build-{app}")
+        runner = LocalBuild(app_dir, env_dir, cache_dir, f"build-{app}", confine_here(limits, app))
     else:
         on_line(f"-----> Building on {host.name}")
-        runner = RemoteBuild(fleet, host, work, app, candidates, _remaining(deadline))
+        runner = RemoteBuild(fleet, host, work, app, candidates, limits, _remaining(deadline))
     try:
         return _run_buildpacks(fleet, app, source, runner, candidates, procfile_types, work, deadline, started, on_line)
     finally:
@@ -416,6 +452,7 @@ def _run_buildpacks(
     on_line: Output,
 ) -> Build:
     settings = fleet.settings
+    max_unpacked = settings.slug_max_uncompressed_bytes  # a bad setting stops the build before any buildpack runs
     if len(candidates) > 1:
         on_line(f"-----> Detecting buildpack (order: {', '.join(b.name for b in candidates)})")
     container = runner.container
@@ -423,6 +460,7 @@ def _run_buildpacks(
     detected_name = ""
     for bp in candidates:
         res = runner.run(container(bp).detect(), timeout=_remaining(deadline))
+        _remaining(deadline)  # a step killed at the deadline is a timeout, not a failure
         if res.code == 0:
             chosen = bp
             detected_name = next((ln for ln in res.stdout.splitlines() if ln.strip() and not is_noise(ln)), bp.name).strip()
@@ -441,12 +479,16 @@ def _run_buildpacks(
         lambda line: None if is_noise(line) else on_line(line),
         timeout=_remaining(deadline),
     )
+    _remaining(deadline)
     if code != 0:
-        raise BuildError(f"the {chosen.name} buildpack's compile step failed (exit {code}); see the output above")
+        raise BuildError(
+            f"the {chosen.name} buildpack's compile step failed (exit {code}){_limits_hit(runner, settings)}; see the output above"
+        )
 
     res = runner.run(container(chosen).release(), timeout=_remaining(deadline))
+    _remaining(deadline)
     if res.code != 0:
-        raise BuildError(f"the {chosen.name} buildpack's release step failed (exit {res.code})")
+        raise BuildError(f"the {chosen.name} buildpack's release step failed (exit {res.code}){_limits_hit(runner, settings)}")
     defaults = parse_release("\n".join(ln for ln in res.stdout.splitlines() if not is_noise(ln)), chosen.name)
     process_types = merge_process_types(defaults, procfile_types)
     on_line("-----> Discovering process types")
@@ -459,7 +501,14 @@ def _run_buildpacks(
         raise BuildError("the app declares no process types: add a Procfile (e.g. 'web: python app.py')")
 
     slug_tmp = work / "slug.tar.zst"
-    runner.slug(slug_tmp, timeout=_remaining(deadline))
+    packed = runner.slug(slug_tmp, max_unpacked, timeout=_remaining(deadline))
+    if packed.code == TOO_BIG:
+        raise BuildError(_too_big(max_unpacked))
+    packed.check()
+    _report_left_out(packed.stdout, on_line)
+    unpacked = int(run_local(count_unpacked_argv(slug_tmp, max_unpacked), timeout=_remaining(deadline)).stdout.strip())
+    if unpacked > max_unpacked:
+        raise BuildError(_too_big(max_unpacked))
     size = slug_tmp.stat().st_size
     if size > settings.slug_max_bytes:
         raise BuildError(
@@ -489,6 +538,41 @@ def _run_buildpacks(
     )
     on_line(f"-----> Build {recorded.number} succeeded: slug {recorded.slug_id} ({human_size(size)})")
     return recorded
+
+
+def _limits_hit(runner: LocalBuild, settings: Settings) -> str:
+    """What a failed step ran into, for its error message ("" when no limit was hit or it is not known)."""
+    hit = runner.confinement.limits_hit()
+    words = {
+        "memory": f"the build's memory limit ({settings.build_memory_mb} MB, build_memory_mb)",
+        "tasks": f"the build's task limit ({settings.build_tasks}, build_tasks)",
+    }
+    return "".join(f"; it hit {words[h]}" for h in hit)
+
+
+def _too_big(max_unpacked: int) -> str:
+    return (
+        f"slug unpacks to more than {human_size(max_unpacked)}, the limit (slug_max_uncompressed_mb); "
+        "leave big files out with .slugignore"
+    )
+
+
+def _report_left_out(pack_output: str, on_line: Output) -> None:
+    """Tell the user which special files the slug left out and which setuid/setgid bits it cleared."""
+    found: dict[str, list[str]] = {"special": [], "setid": []}
+    for line in pack_output.splitlines():
+        kind, _, path = line.partition(" ")
+        if kind in found:
+            found[kind].append(path)
+    said = {
+        "special": "Left out of the slug (device files, FIFOs and sockets never reach a slug)",
+        "setid": "Setuid/setgid bits cleared in the slug",
+    }
+    for kind, paths in found.items():
+        paths.sort()
+        if paths:
+            more = f" and {len(paths) - 5} more" if len(paths) > 5 else ""
+            on_line(f" !     {said[kind]}: {', '.join(paths[:5])}{more}")
 
 
 def gc_slugs(fleet: Fleet) -> tuple[int, int]:

@@ -21,20 +21,23 @@ from dataclasses import dataclass
 from fleet.context import Fleet
 from fleet.dyno.placement import HostCapacity, Slot, place
 from fleet.dyno.units import (
+    APPS,
     BOOT_TIMEOUT,
     DEFAULT_SIZE,
-    LAUNCHER,
     PORT_RANGE,
+    PREPARE,
     SIZES,
-    SLUGS,
+    START,
     UNIT_DIR,
     DynoSpec,
     UnitState,
+    app_slugs_dir,
+    dyno_argv,
     dyno_state,
     env_file,
-    listening_ports_argv,
-    nspawn_argv,
-    parse_listening_ports,
+    limit_properties,
+    listeners_argv,
+    parse_listeners,
     parse_systemctl_show,
     parse_unit_name,
     release_dir,
@@ -45,7 +48,7 @@ from fleet.dyno.units import (
 )
 from fleet.errors import FleetError, HealthcheckTimeout, UsageError
 from fleet.exec.base import fan_out
-from fleet.model import DynoRecord, Inventory, Node, Release
+from fleet.model import DynoRecord, Inventory, Node, Release, validate_process_type
 from fleet.services import router
 from fleet.slugstore import SlugStore
 from fleet.state import utcnow
@@ -53,10 +56,8 @@ from fleet.state import utcnow
 log = logging.getLogger(__name__)
 Output = Callable[[str], None]
 
-WRITE_FILE = 'umask 077 && mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && chmod "$2" "$1.tmp" && mv "$1.tmp" "$1"'
-INSTALL_SLUG = (
-    'set -e; cd "$1"; echo "$2  .$2.tar.zst.part" | sha256sum -c --quiet -; mv ".$2.tar.zst.part" "$2.tar.zst";'
-    ' rm -rf ".$2.x"; mkdir ".$2.x"; tar -I zstd -xf "$2.tar.zst" -C ".$2.x"; mv ".$2.x" "$2"'
+WRITE_FILE = (
+    'umask 077 && mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && chown "$3" "$1.tmp" && chmod "$2" "$1.tmp" && mv "$1.tmp" "$1"'
 )
 
 
@@ -91,37 +92,48 @@ def host_memory(fleet: Fleet, nodes: list[Node]) -> dict[str, int]:
 
 
 # -- files on hosts ----------------------------------------------------------------------------
-def write_file(fleet: Fleet, node: Node, path: str, content: str, mode: str = "0644") -> None:
-    """Write a file on a host through stdin (content never on a command line), atomically."""
-    fleet.executor.run(node, ("sh", "-c", WRITE_FILE, "fleet-write", path, mode), stdin=content)
+def write_file(fleet: Fleet, node: Node, path: str, content: str, mode: str = "0644", owner: str = "0:0") -> None:
+    """Write a file on a host through stdin (content never on a command line), atomically, with its mode and owner."""
+    fleet.executor.run(node, ("sh", "-c", WRITE_FILE, "fleet-write", path, mode, owner), stdin=content)
 
 
-def ensure_slug(fleet: Fleet, node: Node, sha: str) -> bool:
-    """The slug extracted on the host; copied and verified by sha256 only if missing. True if copied."""
-    present = fleet.executor.run(node, ("test", "-d", slug_dir(sha)), check=False)
+def ensure_slug(fleet: Fleet, node: Node, app: str, sha: str, uid: int) -> bool:
+    """The slug extracted on the host for the app, its files the app's uid's (its dynos may change them in their
+    throw-away /app); copied and verified by sha256 only if missing. True if copied."""
+    present = fleet.executor.run(node, ("test", "-d", slug_dir(app, sha)), check=False)
     if present.code == 0:
         return False
     local = SlugStore(fleet.settings.slugs_dir).path(sha)
     if not local.is_file():
         raise FleetError(f"slug {sha[:12]} is not in the slug store (collected by slugs.gc?)")
-    fleet.executor.run(node, ("mkdir", "-p", SLUGS))
-    fleet.executor.put(node, local, f"{SLUGS}/.{sha}.tar.zst.part")
-    fleet.executor.run(node, ("sh", "-c", INSTALL_SLUG, "fleet-slug", SLUGS, sha), timeout=300)
+    slugs = app_slugs_dir(app)
+    # the app's uid unpacks it (no privileges): it may pass through to its own dirs, which only it and root enter
+    fleet.executor.run(node, ("install", "-d", "-m", "0711", APPS))
+    fleet.executor.run(node, ("install", "-d", "-m", "0750", "-o", "0", "-g", str(uid), f"{APPS}/{app}", slugs))
+    fleet.executor.put(node, local, f"{slugs}/.{sha}.tar.zst.part")
+    from fleet.slug.install import install_slug_argv
+
+    # refused (nothing left behind) if it unpacks beyond slug_max_uncompressed_mb; unpacked as the app's uid
+    install = install_slug_argv(slugs, sha, fleet.settings.slug_max_uncompressed_bytes, uid)
+    fleet.executor.run(node, install, timeout=300)
     return True
 
 
-def release_files(fleet: Fleet, node: Node, release: Release) -> None:
+def release_files(fleet: Fleet, node: Node, release: Release, uid: int) -> None:
+    """The release dir (root:<app uid> 0750): the env file only the app's uid reads, commands, the dyno's scripts."""
     d = release_dir(release.app, release.version)
     metadata = {
         "FLEET_APP_NAME": release.app,
         "FLEET_RELEASE_VERSION": f"v{release.version}",
         "FLEET_SLUG_COMMIT": release.commit,
     }
-    write_file(fleet, node, f"{d}/env", env_file(release.config_vars, metadata), "0600")
+    write_file(fleet, node, f"{d}/env", env_file(release.config_vars, metadata), "0600", f"{uid}:{uid}")
     for type_, command in release.types.items():
-        write_file(fleet, node, f"{d}/cmd.{type_}", command + "\n", "0644")
-    write_file(fleet, node, f"{d}/launch", LAUNCHER, "0755")
-    fleet.executor.run(node, ("chmod", "0755", d))
+        write_file(fleet, node, f"{d}/cmd.{validate_process_type(type_)}", command + "\n", "0644")
+    write_file(fleet, node, f"{d}/prepare", PREPARE, "0755")
+    write_file(fleet, node, f"{d}/start", START, "0755")
+    fleet.executor.run(node, ("chown", f"0:{uid}", d))
+    fleet.executor.run(node, ("chmod", "0750", d))
 
 
 def prepare_hosts(fleet: Fleet, nodes: Iterable[Node], release: Release, on_line: Output) -> None:
@@ -130,9 +142,11 @@ def prepare_hosts(fleet: Fleet, nodes: Iterable[Node], release: Release, on_line
         raise ReleaseFailed(f"release v{release.version} of {release.app} has no slug: push code first")
     sha = release.slug_sha256
 
+    uid = fleet.store.app_uid(release.app)  # here, not in the threads below: the store is not for threads
+
     def prepare(node: Node) -> bool:
-        copied = ensure_slug(fleet, node, sha)
-        release_files(fleet, node, release)
+        copied = ensure_slug(fleet, node, release.app, sha, uid)
+        release_files(fleet, node, release, uid)
         return copied
 
     results = fan_out(list(nodes), prepare, max_parallel=fleet.settings.max_parallel, deadline=600.0)
@@ -142,33 +156,85 @@ def prepare_hosts(fleet: Fleet, nodes: Iterable[Node], release: Release, on_line
     results.raise_on_failure(f"preparing release v{release.version}")
 
 
+# sh -c PRUNE fleet-prune APP_DIR KEEP...: every v<N> dir and slugs/<sha>[.tar.zst] of the app not named in KEEP goes
+PRUNE_RELEASES = (
+    'cd "$1" 2>/dev/null || exit 0; shift; keep=" $* ";'
+    ' for d in v* slugs/*; do [ -e "$d" ] || continue; n="${d#slugs/}"; n="${n%.tar.zst}";'
+    ' case "$keep" in *" $n "*) ;; *) rm -rf -- "$d" ;; esac; done'
+)
+PURGE_APP = (
+    'set -u; app="$1"; shift; units=$(systemctl list-units --all --plain --no-legend "fleet.$app.*" | awk \'{print $1}\');'
+    ' if [ -n "$units" ]; then systemctl disable --now $units >/dev/null 2>&1 || systemctl stop $units; fi;'
+    ' rm -f /etc/systemd/system/fleet."$app".*.service; systemctl daemon-reload; systemctl reset-failed "fleet.$app.*" 2>/dev/null;'
+    ' rm -rf "/var/lib/fleet/apps/$app"; for sha in "$@"; do rm -rf "/var/lib/fleet/slugs/$sha" "/var/lib/fleet/slugs/$sha.tar.zst"; done'
+)
+
+
+def prune_release_dirs(fleet: Fleet, inv: Inventory, app: str, current: int) -> None:
+    """Remove the app's release dirs (env files included) and slugs that no dyno on a host uses; best effort."""
+    dynos = fleet.store.dynos(app)
+    hosts = [inv.node(h) for h in {*_by_host(dynos), *[n.name for n in inv.nodes if n.is_dyno_host]} if h in inv.names]
+    slug_of = {r.version: r.slug_sha256 for r in fleet.store.releases(app, limit=1_000_000)}
+
+    def prune(node: Node) -> None:
+        versions = {d.release for d in dynos if d.host == node.name} | {current}
+        keep = sorted({f"v{v}" for v in versions} | {slug for v in versions if (slug := slug_of.get(v))})
+        fleet.executor.run(node, ("sh", "-c", PRUNE_RELEASES, "fleet-prune", f"{APPS}/{app}", *keep))
+
+    res = fan_out(hosts, prune, max_parallel=fleet.settings.max_parallel, deadline=30.0)
+    for host, error in res.failed.items():
+        log.warning("could not remove unused release files of %s on %s: %s", app, host, error)
+
+
+def purge_app(fleet: Fleet, inv: Inventory, app: str, slugs: set[str]) -> list[str]:
+    """Every unit of the app (one-off dynos too), its release dirs and ``slugs`` off every dyno host.
+
+    Returns the hosts that could not be reached (their files stay until the app's name is purged there)."""
+    hosts = [n for n in inv.nodes if n.is_dyno_host]
+    res = fan_out(
+        hosts,
+        lambda n: fleet.executor.run(n, ("sh", "-c", PURGE_APP, "fleet-purge", app, *sorted(slugs)), timeout=120),
+        max_parallel=fleet.settings.max_parallel,
+        deadline=150.0,
+    )
+    return sorted(res.failed)
+
+
 # -- observing -----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class HostView:
     units: dict[str, UnitState]
-    ports: set[int]
+    listeners: dict[int, set[str]]  # port -> units whose processes listen on it
+
+    @property
+    def ports(self) -> set[int]:
+        return set(self.listeners)
 
 
 def observe(fleet: Fleet, nodes: Iterable[Node]) -> tuple[dict[str, HostView], dict[str, FleetError]]:
     def look(node: Node) -> HostView:
-        shown = fleet.executor.run(node, show_units_argv(), check=False)
-        ports = fleet.executor.run(node, listening_ports_argv())
-        return HostView(parse_systemctl_show(shown.stdout), parse_listening_ports(ports.stdout))
+        units = parse_systemctl_show(fleet.executor.run(node, show_units_argv(), check=False).stdout)
+        running = {u: s for u, s in units.items() if s.active == "active" and parse_unit_name(u) is not None}
+        listening = fleet.executor.run(node, listeners_argv(running))
+        return HostView(units, parse_listeners(listening.stdout))
 
     res = fan_out(list(nodes), look, max_parallel=fleet.settings.max_parallel, deadline=15.0)
     return res.ok, res.failed
 
 
 def state_of(d: DynoRecord, view: HostView | None) -> str:
+    """A web dyno is up only when a process of its own unit listens on its port (not anything else there)."""
     if view is None:
         return "unknown"
-    return dyno_state(view.units.get(d.unit), d.type == "web", d.port in view.ports if d.port else False)
+    own = d.port is not None and d.unit in view.listeners.get(d.port, set())
+    return dyno_state(view.units.get(d.unit), d.type == "web", own)
 
 
 # -- starting and stopping dynos -----------------------------------------------------------------
-def _spec(d: DynoRecord, release: Release) -> DynoSpec:
+def _spec(fleet: Fleet, d: DynoRecord, release: Release) -> DynoSpec:
     assert release.slug_sha256 is not None
-    return DynoSpec(d.app, d.type, d.index, d.release, release.slug_sha256, d.port, d.size, d.id)
+    uid = fleet.store.app_uid(d.app)
+    return DynoSpec(d.app, d.type, d.index, d.release, release.slug_sha256, d.port, d.size, d.id, uid, fleet.settings.dyno_network)
 
 
 def _by_host(dynos: Iterable[DynoRecord]) -> dict[str, list[DynoRecord]]:
@@ -179,10 +245,12 @@ def _by_host(dynos: Iterable[DynoRecord]) -> dict[str, list[DynoRecord]]:
 
 
 def start_dynos(fleet: Fleet, inv: Inventory, release: Release, dynos: list[DynoRecord]) -> None:
+    unit_files = {d.unit: render_unit(_spec(fleet, d, release)) for d in dynos}  # the store is read here, not in threads
+
     def start(node: Node) -> None:
         mine = [d for d in dynos if d.host == node.name]
         for d in mine:
-            write_file(fleet, node, f"{UNIT_DIR}/{d.unit}", render_unit(_spec(d, release)), "0644")
+            write_file(fleet, node, f"{UNIT_DIR}/{d.unit}", unit_files[d.unit], "0644")
         fleet.executor.run(node, ("systemctl", "daemon-reload"))
         units = [d.unit for d in mine]
         fleet.executor.run(node, ("systemctl", "enable", *units), timeout=60)
@@ -232,11 +300,19 @@ def wait_until_up(fleet: Fleet, inv: Inventory, dynos: list[DynoRecord], timeout
 
 
 # -- rollouts --------------------------------------------------------------------------------------
-def _free_port(taken: set[int]) -> int:
-    for port in range(PORT_RANGE[0], PORT_RANGE[1] + 1):
-        if port not in taken:
-            return port
-    raise FleetError("no free dyno port left on the host")
+PORTS = range(PORT_RANGE[0], PORT_RANGE[1] + 1)
+
+
+def record_dynos(fleet: Fleet, group: list[DynoRecord], busy: dict[str, set[int]]) -> list[DynoRecord]:
+    """Put dynos in state; web dynos get a port there, atomically (unique per host in state, not seen listening)."""
+    placed = []
+    for d in group:
+        if d.type == "web":
+            placed.append(fleet.store.add_dyno_on_free_port(d, PORTS, busy.get(d.host, set())))
+        else:
+            fleet.store.add_dyno(d)
+            placed.append(d)
+    return placed
 
 
 def _new_id() -> str:
@@ -290,14 +366,9 @@ def converge(
     current = fleet.store.dynos(app)
     keep: list[DynoRecord] = []
     to_start: list[DynoRecord] = []
-    taken: dict[str, set[int]] = {}
-    for d in fleet.store.dynos():
-        if d.port:
-            taken.setdefault(d.host, set()).add(d.port)
     web_hosts = {h for (t, _), h in placement.items() if t == "web"}
     views, _unreachable = observe(fleet, [inv.node(h) for h in web_hosts])
-    for host, view in views.items():  # ports something else on the host already listens on
-        taken.setdefault(host, set()).update(view.ports)
+    busy = {host: view.ports for host, view in views.items()}  # ports something on the host already listens on
     for (type_, index), host in sorted(placement.items()):
         size = formation[type_][1]
         existing = [d for d in current if d.type == type_ and d.index == index]
@@ -305,13 +376,9 @@ def converge(
         if same and not replace_all:
             keep.append(same[0])
             continue
-        port = None
-        if type_ == "web":
-            port = _free_port(taken.setdefault(host, set()))
-            taken[host].add(port)
         dyno_id = _new_id()
-        spec = DynoSpec(app, type_, index, release.version, release.slug_sha256 or "", port, size, dyno_id)
-        to_start.append(DynoRecord(dyno_id, app, type_, index, release.version, host, port, size, spec.unit, utcnow()))
+        unit = DynoSpec(app, type_, index, release.version, release.slug_sha256 or "", None, size, dyno_id, 0).unit
+        to_start.append(DynoRecord(dyno_id, app, type_, index, release.version, host, None, size, unit, utcnow()))  # port: when recorded
     to_stop = [d for d in current if d not in keep]
     # a unit name is per (app, type, index, release): restarting the same release reuses the name,
     # so those dynos are stopped first (one by one for web, so others keep serving)
@@ -329,8 +396,7 @@ def converge(
                     router.drain(fleet, inv, {o.unit for o in old})
                     remove_dynos(fleet, inv, old)
                     to_stop = [o for o in to_stop if o.unit != d.unit]
-            for d in group:
-                fleet.store.add_dyno(d)
+            group = record_dynos(fleet, group, busy)
             started += group
             on_line(f"-----> Starting {', '.join(f'{d.name} on {d.host}' for d in group)}")
             start_dynos(fleet, inv, release, group)
@@ -347,6 +413,7 @@ def converge(
         router.drain(fleet, inv, {d.unit for d in to_stop})  # out of the backend before they stop
         remove_dynos(fleet, inv, to_stop)
     router.sync(fleet, inv)
+    prune_release_dirs(fleet, inv, app, release.version)
 
 
 def deploy_release(fleet: Fleet, release: Release, on_line: Output) -> Release:
@@ -373,9 +440,11 @@ def deploy_release(fleet: Fleet, release: Release, on_line: Output) -> Release:
 
 
 # -- one-off dynos -------------------------------------------------------------------------------
-def _one_off(release: Release) -> DynoSpec:
+def _one_off(fleet: Fleet, release: Release) -> DynoSpec:
     index = int.from_bytes(os.urandom(2), "big") % 9000 + 1000
-    return DynoSpec(release.app, "run", index, release.version, release.slug_sha256 or "", None, DEFAULT_SIZE, _new_id())
+    uid = fleet.store.app_uid(release.app)
+    slug = release.slug_sha256 or ""
+    return DynoSpec(release.app, "run", index, release.version, slug, None, DEFAULT_SIZE, _new_id(), uid, fleet.settings.dyno_network)
 
 
 def _run_host(fleet: Fleet, inv: Inventory) -> Node:
@@ -388,26 +457,26 @@ def _run_host(fleet: Fleet, inv: Inventory) -> Node:
     return max(usable, key=lambda n: (memory[n.name] - used[n.name], n.name))
 
 
-def systemd_run_argv(spec: DynoSpec, command: str, mode: str) -> tuple[str, ...]:
-    """A one-off dyno as a transient unit: never restarted, removed when it exits."""
+def systemd_run_argv(spec: DynoSpec, command: str, mode: str, max_seconds: float) -> tuple[str, ...]:
+    """A one-off dyno as a transient unit: never restarted, removed when it exits, stopped after ``max_seconds``."""
     argv = ["systemd-run", f"--unit={spec.unit}", "--collect", "--quiet", "--service-type=exec",
-            f"--property=MemoryMax={spec.memory_mb}M", "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=30"]  # fmt: skip
+            *[f"--property={key}={value}" for key, value in limit_properties(spec)],
+            f"--property=RuntimeMaxSec={max_seconds:g}", "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=30"]  # fmt: skip
     if mode == "pty":
         argv += ["--pty", "--wait"]
     elif mode == "pipe":
         argv += ["--pipe", "--wait"]
-    console = {"pty": "--console=interactive", "pipe": "--console=pipe", "detached": "--console=passive"}[mode]
-    inner = list(nspawn_argv(spec, command))
-    inner.insert(2, console)
-    return (*argv, *inner)
+    console = {"pty": "interactive", "pipe": "pipe", "detached": "passive"}[mode]
+    return (*argv, *dyno_argv(spec, command, console))
 
 
 def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
     inv = fleet.inventory()
     host = _run_host(fleet, inv)
     prepare_hosts(fleet, [host], release, on_line)
-    spec = _one_off(release)
-    res = fleet.executor.run(host, systemd_run_argv(spec, release.types["release"], "pipe"), timeout=3600, check=False)
+    spec = _one_off(fleet, release)
+    argv = systemd_run_argv(spec, release.types["release"], "pipe", fleet.settings.run_max_seconds)
+    res = fleet.executor.run(host, argv, timeout=3600, check=False)
     for line in (res.stdout + res.stderr).splitlines():
         on_line(f"       {line}")
     return res.code
@@ -429,13 +498,13 @@ def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Out
     inv = fleet.inventory()
     host = _run_host(fleet, inv)
     prepare_hosts(fleet, [host], release, lambda line: None)
-    spec = _one_off(release)
+    spec = _one_off(fleet, release)
     if detached:
-        fleet.executor.run(host, systemd_run_argv(spec, cmd, "detached"))
+        fleet.executor.run(host, systemd_run_argv(spec, cmd, "detached", fleet.settings.run_max_seconds))
         on_line(f"Running `{cmd}` detached on {app}... up, {spec.name} on {host.name}; its output goes to the logs")
         return 0
     mode = "pty" if sys.stdin.isatty() and sys.stdout.isatty() else "pipe"
-    ssh = [*ssh_argv(fleet, host, tty=mode == "pty"), shlex.join(systemd_run_argv(spec, cmd, mode))]
+    ssh = [*ssh_argv(fleet, host, tty=mode == "pty"), shlex.join(systemd_run_argv(spec, cmd, mode, fleet.settings.run_max_seconds))]
     return subprocess.call(ssh)
 
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fleet.context import Fleet
 from fleet.errors import FleetError, PartialFailure, PrerequisiteError, UsageError
 from fleet.exec.base import fan_out
 from fleet.hostkeys import HostKey, entries_for, read_known_hosts, with_pinned, write_known_hosts
+from fleet.inventory import load_router_metrics_addresses
 from fleet.model import Node
 from fleet.probe import PROBE_ARGV, PROBE_SCRIPT, NodeHealth, ProbeError, parse_probe, probe_failed, unreachable
 from fleet.provision import RecapCounts, parse_recap, playbook_argv, playbook_env
@@ -110,6 +115,27 @@ def ansible_playbook_path() -> str:
     return found
 
 
+@contextmanager
+def extra_vars_file(directory: Path, variables: dict[str, Any]) -> Iterator[Path]:
+    """``variables`` in a JSON file only its owner reads (0600), for ``--extra-vars @FILE``; removed afterwards."""
+    fd, name = tempfile.mkstemp(prefix="extra-vars-", suffix=".json", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            os.fchmod(f.fileno(), 0o600)
+            json.dump(variables, f)
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
+
+
+def role_secrets(fleet: Fleet) -> dict[str, Any]:
+    """What the roles get from fleet's own files and settings, not from the inventory: the routers' metrics
+    password, the dyno network (the same one fleet gives each dyno)."""
+    from fleet.services.router import metrics_password
+
+    return {"fleet_router_metrics_password": metrics_password(fleet), "fleet_dyno_network": fleet.settings.dyno_network}
+
+
 @dataclass(frozen=True)
 class ProvisionResult:
     recap: dict[str, RecapCounts]
@@ -124,14 +150,16 @@ def provision(
 ) -> ProvisionResult:
     inventory_path = fleet.settings.inventory_path()
     inventory = fleet.inventory()  # validates before ansible sees it
+    load_router_metrics_addresses(inventory_path)  # the routers' fleet_router_metrics_address too
     limit = tuple(n.name for n in inventory.select(names)) if names else ()
     ansible_home = fleet.settings.home / "ansible"
     for sub in ("tmp", "cp"):
         (ansible_home / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
-    argv = playbook_argv(ansible_playbook_path(), inventory_path, limit, check)
+    playbook = ansible_playbook_path()
     env = {**os.environ, **playbook_env(fleet.settings.known_hosts, ansible_home)}
     lines: list[str] = []
-    with fleet.store.lock("fleet", "nodes.provision"):
+    with fleet.store.lock("fleet", "nodes.provision"), extra_vars_file(ansible_home / "tmp", role_secrets(fleet)) as extra:
+        argv = playbook_argv(playbook, inventory_path, limit, check, extra)
         proc = subprocess.Popen(
             argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
         )

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from fleet.context import Fleet
 from fleet.dyno.units import DEFAULT_SIZE, validate_config_key
 from fleet.errors import ConfigError, FleetError, UsageError
-from fleet.model import Build, Release
+from fleet.model import Build, Release, process_type_problem
 from fleet.services import dynos
 from fleet.slugstore import SlugStore
 
@@ -41,11 +41,20 @@ def _roll_out(fleet: Fleet, release: Release, on_line: Output) -> Release:
     return dynos.deploy_release(fleet, release, on_line)
 
 
+def checked_types(types: dict[str, str], source: str) -> dict[str, str]:
+    """Process types about to go into a new release: each must obey the rule, even if stored before it existed."""
+    for name in types:
+        problem = process_type_problem(name)
+        if problem:
+            raise FleetError(f"{source}: {problem}; push a build with a fixed Procfile or buildpack")
+    return types
+
+
 def release_build(fleet: Fleet, build: Build, on_line: Output) -> Release:
     """A succeeded build becomes a release; a first release with a web type starts web=1, as on Heroku."""
     app = build.app
     with fleet.store.lock(f"app:{app}", "release"):
-        types = dict(build.process_types)
+        types = checked_types(dict(build.process_types), f"build {build.number} of {app}")
         if not fleet.store.releases(app, limit=1) and "web" in types and not fleet.store.formation(app) and _has_inventory(fleet):
             fleet.store.set_formation(app, {"web": (1, DEFAULT_SIZE)})
         release = fleet.store.add_release(
@@ -65,10 +74,10 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
     if not pairs:
         raise UsageError("give KEY=VALUE pairs, e.g. `fleet config.set -a APP DEBUG=0 GREETING='hi there'`")
     out = {}
-    for pair in pairs:
+    for number, pair in enumerate(pairs, start=1):
         key, sep, value = pair.partition("=")
-        if not sep:
-            raise UsageError(f"{key!r} has no '=': give KEY=VALUE")
+        if not sep:  # not shown: it may be a value typed without its key
+            raise UsageError(f"argument {number} of {len(pairs)} has no '=' (not shown: it may be a secret): give KEY=VALUE")
         validate_config_key(key)
         if "\0" in value:
             raise UsageError(f"the value of {key} contains a NUL byte, which no environment can carry")
@@ -84,7 +93,7 @@ def _config_release(fleet: Fleet, app: str, config: dict[str, str], description:
             slug=current.slug_sha256 if current else None,
             build_number=current.build_number if current else None,
             commit=current.commit if current else "",
-            process_types=current.types if current else {},
+            process_types=checked_types(current.types, f"v{current.version} of {app}") if current else {},
             config=config,
             description=description,
         )
@@ -137,7 +146,7 @@ def rollback(fleet: Fleet, app: str, version: int | None, on_line: Output) -> Re
             slug=target.slug_sha256,
             build_number=target.build_number,
             commit=target.commit,
-            process_types=target.types,
+            process_types=checked_types(target.types, f"v{version} of {app}"),
             config=target.config_vars,
             description=f"Rollback to v{version}",
         )

@@ -5,6 +5,12 @@ replaces the old one; a config that fails never goes live and the error
 names the app behind it. Reloads are hitless (master-worker, listening
 sockets handed over). Dynos join a backend only once they are up, and
 leave it (drained) before they stop.
+
+Each router's config is its own: HAProxy's stats page and Prometheus exporter
+listen on that router's management address, behind basic auth with the
+password fleet keeps in ``$FLEET_HOME/router-metrics.secret`` (made on first
+use, 0600). The config goes to the router on stdin and is written 0640
+root:haproxy; what fleet says about it is scrubbed of the password.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import fcntl
 import logging
 import os
 import re
+import secrets
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,11 +27,14 @@ from pathlib import Path
 from fleet.context import Fleet
 from fleet.errors import ConfigError, FleetError, UsageError
 from fleet.exec.base import fan_out
+from fleet.inventory import load_router_metrics_addresses
 from fleet.model import DynoRecord, Inventory, Node
 from fleet.router import (
     ADMIN_SOCKET,
     DEFAULT_DOMAIN,
     MASTER_SOCKET,
+    METRICS_PASSWORD_RE,
+    MetricsAccess,
     RouterApp,
     Server,
     app_for_line,
@@ -41,6 +51,8 @@ log = logging.getLogger(__name__)
 CONFIG = "/etc/haproxy/haproxy.cfg"
 ROUTES = "/etc/haproxy/fleet-apps.json"
 CANDIDATE = "/etc/haproxy/haproxy.cfg.fleet-new"
+#: haproxy.cfg holds the metrics password: root and HAProxy's group read it (the role writes it the same way)
+CONFIG_MODE, CONFIG_OWNER = "0640", "0:haproxy"
 RELOAD_WAIT_S = 20
 ROUTER_HOST_SCRIPT = (Path(__file__).parent.parent / "router_host.py").read_text()
 PYTHON = "/usr/bin/python3"
@@ -104,6 +116,51 @@ def router_hosts(inv: Inventory) -> list[Node]:
     return [n for n in inv.nodes if n.is_router]
 
 
+def metrics_password(fleet: Fleet) -> str:
+    """The routers' metrics password (user ``fleet``): $FLEET_HOME/router-metrics.secret, made once (0600).
+
+    Made with ``secrets.token_urlsafe`` and linked into place, so two fleet processes starting at once agree
+    on one. Never logged; it travels to routers on stdin (sync) or in a 0600 extra-vars file (provisioning).
+    """
+    path = fleet.settings.router_metrics_secret
+    fleet.settings.ensure_home()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (secrets.token_urlsafe(32) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)  # fails if another process made it first: then its password is the one
+            log.info("made the routers' metrics password: %s", path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        text = path.read_text()
+    if os.stat(path).st_mode & 0o077:
+        log.warning("%s was readable by others; made it 0600", path)
+        os.chmod(path, 0o600)
+    password = text.strip()
+    if not METRICS_PASSWORD_RE.fullmatch(password):
+        raise ConfigError(
+            str(path), "", "must hold one password of 16 to 128 of [A-Za-z0-9_-]; delete it and fleet makes a new one"
+        )
+    return password
+
+
+def metrics_access(fleet: Fleet, inv: Inventory) -> dict[str, MetricsAccess]:
+    """Each router's metrics address (as the router role resolves it, from the same inventory) and the password."""
+    addresses = load_router_metrics_addresses(inv.source)
+    password = metrics_password(fleet)
+    return {node.name: MetricsAccess(addresses.get(node.name, node.address), password) for node in router_hosts(inv)}
+
+
 @contextmanager
 def one_sync_at_a_time(fleet: Fleet) -> Iterator[None]:
     """Syncs from this control machine take turns (operators on two apps, cron).
@@ -127,25 +184,27 @@ def sync(fleet: Fleet, inv: Inventory | None = None, exclude: Collection[str] = 
     routers = router_hosts(inv)
     if not routers:
         return {}
+    access = metrics_access(fleet, inv)
     with one_sync_at_a_time(fleet):
-        return _sync(fleet, routers, routes(fleet, inv, exclude))
+        return _sync(fleet, routers, routes(fleet, inv, exclude), access)
 
 
-def _sync(fleet: Fleet, routers: list[Node], apps: list[RouterApp]) -> dict[str, str]:
-    config = render_config(apps)
+def _sync(fleet: Fleet, routers: list[Node], apps: list[RouterApp], access: dict[str, MetricsAccess]) -> dict[str, str]:
     routes_text = routes_json(apps)
 
     def put(node: Node) -> str:
         from fleet.services.dynos import write_file
 
+        metrics = access[node.name]
+        config = render_config(apps, metrics)
         for path, text in sorted({p: t for a in apps for p, t in app_page_files(a).items()}.items()):
             write_file(fleet, node, path, text, "0644")
-        write_file(fleet, node, CANDIDATE, config, "0644")
+        write_file(fleet, node, CANDIDATE, config, CONFIG_MODE, CONFIG_OWNER)
         write_file(fleet, node, CANDIDATE + ".json", routes_text, "0644")
         check = fleet.executor.run(node, ("haproxy", "-c", "-f", CANDIDATE), check=False)
         if check.code != 0:
             fleet.executor.run(node, ("rm", "-f", CANDIDATE, CANDIDATE + ".json"), check=False)
-            raise RouterConfigRejected(describe_rejection(config, check.stdout + check.stderr))
+            raise RouterConfigRejected(metrics.scrub(describe_rejection(config, check.stdout + check.stderr)))
         return install_candidate(fleet, node)
 
     res = fan_out(routers, put, max_parallel=fleet.settings.max_parallel, deadline=60.0)

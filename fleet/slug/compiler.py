@@ -3,7 +3,9 @@
 Every buildpack step runs in a throw-away systemd-nspawn container on the
 same stack the dynos use: the stack read-only, the app at /app (where it
 will live in the dyno, so paths baked in by pip or npm stay true), the cache
-and env dirs under a private /tmp, an unprivileged user, a time limit.
+and env dirs under a private /tmp, an unprivileged user with no capabilities
+(bounding set empty), no_new_privs, the dynos' system-call deny-list. Limits
+and the time limit wrap these argv (fleet.slug.limits).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 import yaml
 
 from fleet.errors import FleetError
+from fleet.model import process_type_problem
 
 APP_MOUNT = "/app"
 CACHE_MOUNT = "/tmp/cache"
@@ -23,6 +26,9 @@ ENV_MOUNT = "/tmp/env"
 BUILDPACK_MOUNT = "/tmp/buildpack"
 BUILD_USER = "dyno"
 BUILD_UID = 1500
+
+#: System calls no buildpack needs, denied on top of systemd-nspawn's own allow-list (as for dynos).
+SYSCALL_DENY = "~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io @reboot @swap"
 
 #: Buildpacks shipped in buildpacks/, tried in this order.
 DETECT_ORDER = ("python", "nodejs", "static", "procfile")
@@ -64,6 +70,10 @@ class BuildContainer:
             f"--bind-ro={self.env_dir}:{ENV_MOUNT}",
             f"--bind-ro={self.buildpack_dir}:{BUILDPACK_MOUNT}",
             f"--user={BUILD_USER}",
+            "--drop-capability=all",
+            "--no-new-privileges=yes",
+            f"--system-call-filter={SYSCALL_DENY}",
+            "--kill-signal=SIGKILL",
             f"--chdir={APP_MOUNT}",
             "--setenv=HOME=/tmp",
             "--setenv=STACK=fleet-host",
@@ -100,6 +110,10 @@ def parse_release(text: str, buildpack: str) -> dict[str, str]:
     types = data.get("default_process_types") or {}
     if not isinstance(types, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in types.items()):
         raise BuildError(f"{buildpack} buildpack: default_process_types must map names to commands")
+    for name in types:
+        problem = process_type_problem(name)
+        if problem:
+            raise BuildError(f"{buildpack} buildpack: bin/release: {problem}")
     return dict(types)
 
 
@@ -109,6 +123,22 @@ def human_size(n: int) -> str:
     return f"{n / 1e6:.1f}MB"
 
 
-def slug_tar_argv(app_dir: Path, out: Path) -> tuple[str, ...]:
-    """The slug: /app's contents as a zstd tarball, numeric owners kept (the dyno user owns them)."""
-    return ("tar", "--numeric-owner", "--sort=name", "-C", str(app_dir), "-I", "zstd -3 -T0 -q", "-cf", str(out), ".")
+#: Exit code of PACK_SLUG when the app unpacks to more than the cap (stdout: "unpacks BYTES").
+TOO_BIG = 3
+
+#: The slug: /app's contents as a zstd tarball, numeric owners kept (the dyno user owns them). Device files,
+#: FIFOs and sockets are deleted first ("special PATH" on stdout), setuid/setgid bits cleared in the archive
+#: ("setid PATH"), and an app whose files add up to more than the cap is refused before tar reads them.
+PACK_SLUG = r"""set -eu
+cd "$1"
+find . -xdev \( -type b -o -type c -o -type p -o -type s \) -printf 'special %p\n' -delete
+find . -xdev -perm /6000 ! -type l -printf 'setid %p\n'
+size=$(du -sxb . | cut -f1)
+if [ "$size" -gt "$3" ]; then echo "unpacks $size"; exit 3; fi
+tar --numeric-owner --sort=name --mode=ug-s -I 'zstd -3 -T0 -q' -cf "$2" .
+"""
+
+
+def pack_slug_argv(app_dir: Path, out: Path, max_unpacked: int) -> tuple[str, ...]:
+    """Pack ``app_dir`` into the slug ``out`` (PACK_SLUG), refusing an app over ``max_unpacked`` bytes."""
+    return ("sh", "-c", PACK_SLUG, "fleet-pack", str(app_dir), str(out), str(max_unpacked))

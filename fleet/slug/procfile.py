@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 from fleet.errors import FleetError
+from fleet.model import process_type_problem
 
-PROCESS_TYPE_RE = re.compile(r"[A-Za-z0-9_-]{1,63}")
 LINE_RE = re.compile(r"^([^:\s]*)\s*:\s*(.*)$")
 
 
@@ -27,10 +27,9 @@ def parse_procfile(text: str) -> dict[str, str]:
         if not m:
             raise ProcfileError(f"Procfile line {number}: expected '<process type>: <command>', got {line[:60]!r}")
         name, command = m.group(1), m.group(2).strip()
-        if not PROCESS_TYPE_RE.fullmatch(name):
-            raise ProcfileError(
-                f"Procfile line {number}: process type {name!r} is not valid: use letters, digits, '_' and '-' (at most 63)"
-            )
+        problem = process_type_problem(name)
+        if problem:
+            raise ProcfileError(f"Procfile line {number}: {problem}")
         if not command:
             raise ProcfileError(f"Procfile line {number}: process type {name!r} has no command")
         if name in types:

@@ -286,7 +286,7 @@ def test_build_over_its_time_limit(fleet: FleetCLI, tmp_path: Path) -> None:
     bp = tmp_path / "slowbp"
     (bp / "bin").mkdir(parents=True)
     (bp / "bin" / "detect").write_text("#!/bin/sh\necho Slow\n")
-    (bp / "bin" / "compile").write_text("#!/bin/sh\necho compiling slowly\nsleep 60\n")
+    (bp / "bin" / "compile").write_text("#!/bin/sh\necho compiling slowly\nsleep 59.125 &\nsleep 59.125\n")
     (bp / "bin" / "release").write_text("#!/bin/sh\necho '--- {}'\n")
     for f in (bp / "bin").iterdir():
         f.chmod(0o755)
@@ -298,6 +298,9 @@ def test_build_over_its_time_limit(fleet: FleetCLI, tmp_path: Path) -> None:
         env={"FLEET_BUILD_TIMEOUT": "3"},
     )  # fmt: skip
     assert time.monotonic() - start < 20
+    # the build itself was killed, not only the client: no process of it lives on (zombies aside)
+    left = subprocess.run(["pgrep", "-r", "R,S,D", "-f", "sleep 59.125"], capture_output=True, text=True).stdout.split()
+    assert left == []
 
 
 def _tarball(path: Path, members: list[tarfile.TarInfo]) -> Path:

@@ -5,6 +5,7 @@ Tests in this module run in file order; the session's lab fixture takes the lab 
 
 from __future__ import annotations
 
+import base64
 import os
 import pwd
 import shlex
@@ -12,6 +13,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -85,13 +87,11 @@ def test_provisioned_hosts_have_what_dynos_and_routers_need(lab: Path) -> None:
                 "try: u.urlopen(u.Request('http://127.0.0.1/', headers={'Host': 'nope.example'}))\n"
                 "except e.HTTPError as x: print(x.code, x.read().decode())")  # fmt: skip
     assert page.startswith("404 ") and "No such app" in page
-    metrics = _ssh(
-        lab,
-        "node1",
-        "python3",
-        "-c",
-        "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8404/metrics').read().decode()[:4000])",
-    )
+    # HAProxy's metrics: on node1's management address, with fleet's password (the rest: test_router_isolation.py)
+    password = (lab / "router-metrics.secret").read_text().strip()
+    auth = base64.b64encode(f"fleet:{password}".encode()).decode()
+    scrape = urllib.request.Request(f"http://{LabNode(1).address}:8404/metrics", headers={"Authorization": f"Basic {auth}"})
+    metrics = urllib.request.urlopen(scrape, timeout=10).read().decode()
     assert "haproxy_process_" in metrics
 
 

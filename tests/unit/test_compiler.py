@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
-from fleet.errors import FleetError
+from fleet.services.builds import Buildpack, resolve_buildpacks
 from fleet.slug.compiler import (
-    DETECT_ORDER,
+    PACK_SLUG,
     BuildContainer,
     BuildError,
     human_size,
     is_noise,
+    pack_slug_argv,
     parse_release,
-    slug_tar_argv,
 )
 
 PREFIX = (
@@ -33,6 +37,10 @@ PREFIX = (
     "--bind-ro=/b/env:/tmp/env",
     "--bind-ro=/srv/buildpacks/python:/tmp/buildpack",
     "--user=dyno",
+    "--drop-capability=all",
+    "--no-new-privileges=yes",
+    "--system-call-filter=~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io @reboot @swap",
+    "--kill-signal=SIGKILL",
     "--chdir=/app",
     "--setenv=HOME=/tmp",
     "--setenv=STACK=fleet-host",
@@ -52,12 +60,43 @@ def box() -> BuildContainer:
     )
 
 
-def test_detect_order() -> None:
-    assert DETECT_ORDER == ("python", "nodejs", "static", "procfile")
+def _detects(buildpack: Buildpack, app: Path) -> bool:
+    return subprocess.run([buildpack.path / "bin" / "detect", app], capture_output=True, timeout=30).returncode == 0
 
 
-def test_build_error_is_a_fleet_error() -> None:
-    assert issubclass(BuildError, FleetError)
+@pytest.mark.parametrize(
+    ("files", "chosen"),
+    [
+        (("requirements.txt", "package.json", "index.html", "Procfile"), "python"),  # a Python app with JS assets
+        (("package.json", "index.html", "Procfile"), "nodejs"),
+        (("index.html", "Procfile"), "static"),
+        (("Procfile",), "procfile"),
+    ],
+)
+def test_without_a_buildpack_the_first_one_that_detects_the_app_builds_it(
+    tmp_path: Path, files: tuple[str, ...], chosen: str
+) -> None:
+    """The buildpacks a build without --buildpack tries, in their order, each asked with its real bin/detect."""
+    app = tmp_path / "app"
+    app.mkdir()
+    for name in files:
+        (app / name).write_text("")
+    candidates = resolve_buildpacks("", tmp_path, lambda line: None)
+    assert next(bp.name for bp in candidates if _detects(bp, app)) == chosen
+
+
+def test_a_build_error_reaches_the_operator_as_one_line(tmp_path: Path) -> None:
+    """A BuildError is a FleetError: the CLI prints it as fleet's one-line error with exit code 1, no traceback."""
+    not_a_buildpack = tmp_path / "not-a-buildpack"
+    not_a_buildpack.mkdir()
+    env = {**os.environ, "FLEET_HOME": str(tmp_path / "home")}
+    env.pop("FLEET_INVENTORY", None)
+    res = subprocess.run(
+        [Path(sys.executable).parent / "fleet", "apps.create", "bpapp", "--buildpack", str(not_a_buildpack)],
+        capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    message = f"fleet: error: buildpack {not_a_buildpack} lacks executable bin/detect, bin/compile, bin/release\n"
+    assert (res.returncode, res.stdout, res.stderr) == (1, "", message)
 
 
 # -- argv -------------------------------------------------------------------------------
@@ -78,6 +117,10 @@ def test_compile_argv(box: BuildContainer) -> None:
         "--bind-ro=/b/env:/tmp/env",
         "--bind-ro=/srv/buildpacks/python:/tmp/buildpack",
         "--user=dyno",
+        "--drop-capability=all",
+        "--no-new-privileges=yes",
+        "--system-call-filter=~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io @reboot @swap",
+        "--kill-signal=SIGKILL",
         "--chdir=/app",
         "--setenv=HOME=/tmp",
         "--setenv=STACK=fleet-host",
@@ -170,6 +213,35 @@ def test_parse_release_bad_types(text: str) -> None:
     assert str(info.value) == "procfile buildpack: default_process_types must map names to commands"
 
 
+RULE = "use a letter or digit first, then letters, digits, '_' and '-', at most 26 characters"
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        # this one once wrote a root-owned file outside the release dir on hosts
+        ("./../../../var/lib/fleet/PWNED", "'./../../../var/lib/fleet/PWNED'"),
+        ("../x", "'../x'"),
+        ("web.1", "'web.1'"),
+        ("--command", "'--command'"),
+        ("a" * 27, repr("a" * 27)),
+        ("web x", "'web x'"),
+        ("a" * 100, repr("a" * 40) + "..."),
+    ],
+)
+def test_parse_release_rejects_a_process_type_outside_the_rule(name: str, shown: str) -> None:
+    text = yaml.safe_dump({"default_process_types": {"web": "python app.py", name: "touch /tmp/x"}})
+    with pytest.raises(BuildError) as info:
+        parse_release(text, "evil")
+    assert str(info.value) == f"evil buildpack: bin/release: process type {shown} is not valid: {RULE}"
+    assert "\n" not in str(info.value)
+
+
+def test_parse_release_accepts_types_the_procfile_accepts() -> None:
+    text = yaml.safe_dump({"default_process_types": {"web": "a", "worker_2": "b", "clock-x": "c", "a" * 26: "d"}})
+    assert parse_release(text, "python") == {"web": "a", "worker_2": "b", "clock-x": "c", "a" * 26: "d"}
+
+
 # -- helpers ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("n", "text"),
@@ -217,16 +289,22 @@ def test_not_noise(line: str) -> None:
     assert is_noise(line) is False
 
 
-def test_slug_tar_argv() -> None:
-    assert slug_tar_argv(Path("/b/app"), Path("/b/slug.tar.zst")) == (
-        "tar",
-        "--numeric-owner",
-        "--sort=name",
-        "-C",
+def test_pack_slug_argv() -> None:
+    assert pack_slug_argv(Path("/b/app"), Path("/b/slug.tar.zst"), 2_000_000_000) == (
+        "sh",
+        "-c",
+        PACK_SLUG,
+        "fleet-pack",
         "/b/app",
-        "-I",
-        "zstd -3 -T0 -q",
-        "-cf",
         "/b/slug.tar.zst",
-        ".",
+        "2000000000",
     )
+    assert PACK_SLUG.splitlines() == [
+        "set -eu",
+        'cd "$1"',
+        "find . -xdev \\( -type b -o -type c -o -type p -o -type s \\) -printf 'special %p\\n' -delete",
+        "find . -xdev -perm /6000 ! -type l -printf 'setid %p\\n'",
+        "size=$(du -sxb . | cut -f1)",
+        'if [ "$size" -gt "$3" ]; then echo "unpacks $size"; exit 3; fi',
+        "tar --numeric-owner --sort=name --mode=ug-s -I 'zstd -3 -T0 -q' -cf \"$2\" .",
+    ]

@@ -26,7 +26,7 @@ from fleet.model import Node
 
 def systemd_escape_mount(path: str) -> str:
     if shutil.which("systemd-escape") is None:
-        pytest.skip("systemd-escape is not installed")
+        pytest.fail("systemd-escape is not installed: `make test` installs it (systemd)")
     res = subprocess.run(
         ["systemd-escape", "--path", "--suffix=mount", path], capture_output=True, text=True, check=True, timeout=30
     )
@@ -101,7 +101,9 @@ def test_boot_argv_machine_name_follows_the_node() -> None:
 
 def test_networkd_unit() -> None:
     text = networkd_unit(LabNode(2))
-    assert text == "[Match]\nName=host0\n\n[Network]\nAddress=169.254.77.12/24\nLinkLocalAddressing=no\n"
+    assert text == (
+        "[Match]\nName=host0\n\n[Network]\nLinkLocalAddressing=no\n\n[Address]\nAddress=169.254.77.12/24\nScope=global\n"
+    )
     assert "Address=169.254.77.12/24" in text.splitlines()
     assert "LinkLocalAddressing=no" in text.splitlines()
 

@@ -37,9 +37,9 @@ def test_whitespace_around_the_colon(line: str) -> None:
     assert parse_procfile(line + "\n") == {"web": "python app.py"}
 
 
-def test_names_with_digits_underscores_dashes_and_63_chars() -> None:
-    name = "a" * 63
-    assert parse_procfile(f"web_2-x: a\n{name}: b") == {"web_2-x": "a", name: "b"}
+def test_names_with_digits_underscores_dashes_and_26_chars() -> None:
+    name = "a" * 26
+    assert parse_procfile(f"web_2-x: a\n{name}: b\n2nd: c") == {"web_2-x": "a", name: "b", "2nd": "c"}
 
 
 def test_crlf_line_endings() -> None:
@@ -72,11 +72,28 @@ def test_process_type_with_a_space_is_a_malformed_line() -> None:
 
 @pytest.mark.parametrize(
     ("line", "name"),
-    [("web.1: python app.py", "web.1"), (": python app.py", ""), ("w$b: x", "w$b"), ("a" * 64 + ": x", "a" * 64)],
+    [
+        ("web.1: python app.py", "web.1"),
+        (": python app.py", ""),
+        ("w$b: x", "w$b"),
+        ("a" * 27 + ": x", "a" * 27),
+        ("--command: x", "--command"),  # the launcher would take it for its own option
+        ("-web: x", "-web"),
+        ("_web: x", "_web"),
+        ("./../../../var/lib/fleet/PWNED: x", "./../../../var/lib/fleet/PWNED"),
+    ],
 )
 def test_invalid_process_type_names(line: str, name: str) -> None:
     assert error_of("web: ok\n" + line) == (
-        f"Procfile line 2: process type {name!r} is not valid: use letters, digits, '_' and '-' (at most 63)"
+        f"Procfile line 2: process type {name!r} is not valid: "
+        "use a letter or digit first, then letters, digits, '_' and '-', at most 26 characters"
+    )
+
+
+def test_a_long_invalid_name_is_cut_short_in_the_message() -> None:
+    assert error_of("a" * 500 + "/: x") == (
+        f"Procfile line 1: process type {'a' * 40!r}... is not valid: "
+        "use a letter or digit first, then letters, digits, '_' and '-', at most 26 characters"
     )
 
 

@@ -11,7 +11,8 @@ import yaml
 from fleet.errors import ConfigError
 from fleet.settings import Settings
 
-TUNABLES = ("FLEET_SLUG_MAX_MB", "FLEET_SLUG_WARN_MB", "FLEET_BUILD_TIMEOUT", "FLEET_KEEP_SLUGS")
+TUNABLES = ("FLEET_SLUG_MAX_MB", "FLEET_SLUG_WARN_MB", "FLEET_BUILD_TIMEOUT", "FLEET_KEEP_SLUGS", "FLEET_BUILD_MEMORY_MB",
+            "FLEET_BUILD_TASKS", "FLEET_BUILD_CPU_WEIGHT", "FLEET_SLUG_MAX_UNCOMPRESSED_MB")  # fmt: skip
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +40,30 @@ def test_defaults(settings: Settings) -> None:
     assert settings.keep_slugs == 5
     assert isinstance(settings.keep_slugs, int)
     assert isinstance(settings.slug_max_bytes, int)
+
+
+def test_build_limit_defaults_and_values(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert (settings.build_memory_mb, settings.build_tasks, settings.build_cpu_weight) == (2048, 1024, 50)
+    assert settings.slug_max_uncompressed_bytes == 2_000_000_000
+    (tmp_path / "config.yml").write_text("build_memory_mb: 512\nbuild_tasks: 64\nbuild_cpu_weight: 10000\n")
+    monkeypatch.setenv("FLEET_SLUG_MAX_UNCOMPRESSED_MB", "0.5")
+    assert (settings.build_memory_mb, settings.build_tasks, settings.build_cpu_weight) == (512, 64, 10000)
+    assert settings.slug_max_uncompressed_bytes == 500_000
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "problem"),
+    [
+        ("build_memory_mb", "1.5", "must be a whole number, got 1.5"),
+        ("build_tasks", "0", "must be a number above 0, got '0'"),
+        ("build_cpu_weight", "10001", "must be 1 to 10000, got 10001"),
+        ("slug_max_uncompressed_mb", "lots", "must be a number, got 'lots'"),
+    ],
+)
+def test_bad_build_limits(settings: Settings, monkeypatch: pytest.MonkeyPatch, key: str, raw: str, problem: str) -> None:
+    monkeypatch.setenv(f"FLEET_{key.upper()}", raw)
+    attribute = "slug_max_uncompressed_bytes" if key == "slug_max_uncompressed_mb" else key
+    assert config_error(settings, attribute) == f"FLEET_{key.upper()}: {problem}"
 
 
 def test_defaults_with_empty_config(settings: Settings, tmp_path: Path) -> None:
@@ -197,3 +222,15 @@ def test_use_inventory_keeps_other_settings(settings: Settings, tmp_path: Path) 
     assert yaml.safe_load((tmp_path / "config.yml").read_text()) == {"inventory": str(tmp_path / "new.yml"), "keep_slugs": 7}
     assert settings.keep_slugs == 7
     assert settings.inventory_path() == tmp_path / "new.yml"
+
+
+def test_dyno_network(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert settings.dyno_network == "169.254.128.0/18"
+    (tmp_path / "config.yml").write_text("dyno_network: 10.99.0.0/16\n")
+    assert settings.dyno_network == "10.99.0.0/16"
+    monkeypatch.setenv("FLEET_DYNO_NETWORK", "10.99.0.1/16")  # host bits set: not a network
+    assert config_error(settings, "dyno_network") == (
+        "FLEET_DYNO_NETWORK: must be an IPv4 network such as 169.254.128.0/18, got '10.99.0.1/16'"
+    )
+    monkeypatch.setenv("FLEET_DYNO_NETWORK", "10.99.0.0/30")
+    assert config_error(settings, "dyno_network") == "FLEET_DYNO_NETWORK: /30 leaves room for too few dynos; use a /28 or larger"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import socket
 import sqlite3
 import stat
@@ -21,10 +22,13 @@ from fleet.state import SCHEMA_VERSION, AuditEntry, Store
 DEAD_PID = 4194303  # pid_max is at most 4194304 on Linux: practically never a live process
 
 
+REAL_USER = pwd.getpwuid(os.getuid()).pw_name  # who runs the tests, by uid
+
+
 @pytest.fixture(autouse=True)
 def actor(monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("SUDO_USER", "alice")
-    return "alice"
+    return f"{REAL_USER} (SUDO_USER=alice)"
 
 
 @pytest.fixture
@@ -146,15 +150,15 @@ def test_split_sql_keeps_trigger_bodies_whole() -> None:
 
 
 # -- audit ------------------------------------------------------------------------------
-def test_audit_appends_entries(store: Store) -> None:
+def test_audit_appends_entries(store: Store, actor: str) -> None:
     store.audit("lab.up", {"nodes": 3, "fresh": True}, "ok", "task", detail="3 nodes")
     store.audit("nodes.provision", {"names": ["node2"]}, "failed", "shell")
     store.audit("nodes.status", {}, "interrupted", "cron")
     entries = store.audit_entries()
     assert [(e.id, e.actor, e.source, e.client, e.command, e.args, e.outcome, e.detail) for e in entries] == [
-        (1, "alice", "task", socket.gethostname(), "lab.up", {"fresh": True, "nodes": 3}, "ok", "3 nodes"),
-        (2, "alice", "shell", socket.gethostname(), "nodes.provision", {"names": ["node2"]}, "failed", ""),
-        (3, "alice", "cron", socket.gethostname(), "nodes.status", {}, "interrupted", ""),
+        (1, actor, "task", socket.gethostname(), "lab.up", {"fresh": True, "nodes": 3}, "ok", "3 nodes"),
+        (2, actor, "shell", socket.gethostname(), "nodes.provision", {"names": ["node2"]}, "failed", ""),
+        (3, actor, "cron", socket.gethostname(), "nodes.status", {}, "interrupted", ""),
     ]
     assert all(isinstance(e, AuditEntry) for e in entries)
     assert all(e.at.endswith("+00:00") and e.at[10] == "T" for e in entries)
@@ -176,12 +180,55 @@ def test_audit_entries_limit_keeps_the_newest_in_order(store: Store) -> None:
     assert [e.command for e in store.audit_entries()] == ["cmd0", "cmd1", "cmd2", "cmd3", "cmd4"]
 
 
-def test_actor_falls_back_to_the_login_user(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    import getpass
-
+def test_actor_is_the_user_of_the_real_uid_not_a_name_from_the_environment(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SUDO_USER")
+    for name in ("LOGNAME", "USER", "LNAME", "USERNAME"):  # what getpass.getuser() believes
+        monkeypatch.setenv(name, "mallory")
     store.audit("x", {}, "ok", "task")
-    assert store.audit_entries()[0].actor == getpass.getuser()
+    assert store.audit_entries()[0].actor == REAL_USER != "mallory"
+
+
+def test_sudo_user_is_recorded_beside_the_real_user_not_instead(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER", "mallory")
+    monkeypatch.setenv("SUDO_USER", "alice")
+    store.audit("x", {}, "ok", "task")
+    assert store.audit_entries()[0].actor == f"{REAL_USER} (SUDO_USER=alice)"
+
+
+@pytest.mark.parametrize("sudo_user", ["", REAL_USER])
+def test_sudo_user_that_is_empty_or_the_real_user_adds_nothing(
+    store: Store, monkeypatch: pytest.MonkeyPatch, sudo_user: str
+) -> None:
+    monkeypatch.setenv("SUDO_USER", sudo_user)
+    store.audit("x", {}, "ok", "task")
+    assert store.audit_entries()[0].actor == REAL_USER
+
+
+def test_sudo_user_with_control_characters_is_recorded_escaped(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SUDO_USER", "alice\x1b[2J\nroot ok")
+    store.audit("x", {}, "ok", "task")
+    assert store.audit_entries()[0].actor == f"{REAL_USER} (SUDO_USER='alice\\x1b[2J\\nroot ok')"
+
+
+def test_a_uid_without_a_passwd_entry_is_recorded_as_its_number(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    uid = 3999999
+    with pytest.raises(KeyError):
+        pwd.getpwuid(uid)
+    monkeypatch.delenv("SUDO_USER")
+    monkeypatch.setenv("USER", "mallory")
+    monkeypatch.setattr(fleet.state.os, "getuid", lambda: uid)
+    store.audit("x", {}, "ok", "task")
+    assert store.audit_entries()[0].actor == f"uid {uid}"
+
+
+def test_a_release_and_a_lock_record_the_same_actor(store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("USER", "mallory")
+    monkeypatch.setenv("SUDO_USER", "alice")
+    store.create_app("myapp")
+    r = store.add_release("myapp", slug=None, build_number=None, commit="", process_types={}, config={}, description="x")
+    assert r.actor == f"{REAL_USER} (SUDO_USER=alice)"
+    with store.lock("fleet", "lab.up"):
+        assert lock_rows(db_path)[0][1] == f"{REAL_USER} (SUDO_USER=alice)"
 
 
 @pytest.mark.parametrize("source", ["web", "", "TASK", "tasks"])
@@ -216,9 +263,9 @@ def test_audit_log_rejects_bad_source_in_sql(store: Store) -> None:
 
 
 # -- locks ------------------------------------------------------------------------------
-def test_lock_row_exists_while_held_and_is_removed_after(store: Store, db_path: Path) -> None:
+def test_lock_row_exists_while_held_and_is_removed_after(store: Store, db_path: Path, actor: str) -> None:
     with store.lock("fleet", "nodes.provision"):
-        assert lock_rows(db_path) == [("fleet", "alice", socket.gethostname(), os.getpid(), "nodes.provision")]
+        assert lock_rows(db_path) == [("fleet", actor, socket.gethostname(), os.getpid(), "nodes.provision")]
     assert lock_rows(db_path) == []
 
 
@@ -247,28 +294,28 @@ def test_lock_held_by_another_live_process(store: Store, db_path: Path) -> None:
     assert lock_rows(db_path) == [("fleet", "bob", socket.gethostname(), holder_pid, "nodes.provision")]
 
 
-def test_second_store_in_this_process_is_refused_while_first_holds(db_path: Path) -> None:
+def test_second_store_in_this_process_is_refused_while_first_holds(db_path: Path, actor: str) -> None:
     first, second = Store(db_path), Store(db_path)
     try:
         with first.lock("fleet", "nodes.provision"):
             with pytest.raises(LockHeld) as info, second.lock("fleet", "lab.up"):
                 pytest.fail("the lock was granted twice")
-            assert f"fleet is locked by alice@{socket.gethostname()} (pid {os.getpid()}, `nodes.provision`)" in str(info.value)
-            assert lock_rows(db_path) == [("fleet", "alice", socket.gethostname(), os.getpid(), "nodes.provision")]
+            assert f"fleet is locked by {actor}@{socket.gethostname()} (pid {os.getpid()}, `nodes.provision`)" in str(info.value)
+            assert lock_rows(db_path) == [("fleet", actor, socket.gethostname(), os.getpid(), "nodes.provision")]
         with second.lock("fleet", "lab.up"):
-            assert lock_rows(db_path) == [("fleet", "alice", socket.gethostname(), os.getpid(), "lab.up")]
+            assert lock_rows(db_path) == [("fleet", actor, socket.gethostname(), os.getpid(), "lab.up")]
         assert lock_rows(db_path) == []
     finally:
         first.close()
         second.close()
 
 
-def test_lock_of_a_dead_process_is_taken_over(store: Store, db_path: Path) -> None:
+def test_lock_of_a_dead_process_is_taken_over(store: Store, db_path: Path, actor: str) -> None:
     if Path(f"/proc/{DEAD_PID}").exists():
         pytest.skip(f"pid {DEAD_PID} happens to be alive")
     insert_lock(db_path, "fleet", "bob", socket.gethostname(), DEAD_PID, "nodes.provision", "2026-01-02T03:04:05.678+00:00")
     with store.lock("fleet", "lab.up"):
-        assert lock_rows(db_path) == [("fleet", "alice", socket.gethostname(), os.getpid(), "lab.up")]
+        assert lock_rows(db_path) == [("fleet", actor, socket.gethostname(), os.getpid(), "lab.up")]
     assert lock_rows(db_path) == []
 
 
