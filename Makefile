@@ -8,9 +8,9 @@ STAMPS := .make
 
 # Debian packages fleet needs on the control machine. Lab nodes boot on an
 # overlay of this machine's root, so the packages the Ansible roles install
-# on hosts (python3-psutil, systemd-container, haproxy, rsync) must be here too.
+# on hosts (python3-psutil, systemd-container, haproxy, rsync, nftables) must be here too.
 DEB_PACKAGES := systemd-container systemd haproxy openssh-server openssh-client git \
-                python3 python3-venv python3-psutil rsync iproute2 ca-certificates zstd \
+                python3 python3-venv python3-psutil rsync iproute2 nftables ca-certificates zstd \
                 wrk hey
 
 .PHONY: install demo test test-repeat lint unit clean-lab help
