@@ -7,6 +7,7 @@ a buildpack can keep between builds.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import shlex
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.context import Fleet
-from fleet.errors import ConfigError, FleetError, RemoteTimeout, UsageError
+from fleet.errors import ConfigError, FleetError, PrerequisiteError, RemoteTimeout, UsageError
 from fleet.exec.base import CommandResult
 from fleet.exec.cgroup import Confinement, SystemdScope, confine_here
 from fleet.exec.local import run_local, stream_local
@@ -39,7 +40,7 @@ from fleet.slug.compiler import (
     parse_release,
 )
 from fleet.slug.install import count_unpacked_argv
-from fleet.slug.limits import KILL_AFTER, BuildLimits, timeout_argv
+from fleet.slug.limits import KILL_AFTER, BuildLimits, build_firewall_nft, timeout_argv
 from fleet.slug.procfile import merge_process_types, parse_procfile
 from fleet.slug.slugignore import is_ignored, parse_slugignore
 from fleet.slug.source import check_tar_members, check_tree
@@ -429,6 +430,7 @@ def _build(
         cache_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(settings.cache_dir, 0o711)
         _chown_tree(cache_dir, BUILD_UID)
+        guard_build_network(fleet)
         runner = LocalBuild(app_dir, env_dir, cache_dir, f"build-{app}", confine_here(limits, app))
     else:
         on_line(f"-----> Building on {host.name}")
@@ -437,6 +439,28 @@ def _build(
         return _run_buildpacks(fleet, app, source, runner, candidates, procfile_types, work, deadline, started, on_line)
     finally:
         runner.close()
+
+
+def guard_build_network(fleet: Fleet) -> None:
+    """Keep the build user's processes off this machine's services and fleet's hosts (nftables, reloaded each build).
+
+    A build host gets the same rules from the dyno_host role."""
+    try:
+        protected = [n.address for n in fleet.inventory().nodes if _is_ipv4(n.address)]
+    except FleetError:
+        protected = []  # no inventory yet: this machine's own services are still kept from the build
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    if not Path(nft).exists():
+        raise PrerequisiteError("nft is missing: builds need it to keep the build off fleet's hosts; `apt-get install nftables`")
+    run_local((nft, "-f", "-"), stdin=build_firewall_nft(BUILD_UID, protected), timeout=30)
+
+
+def _is_ipv4(address: str) -> bool:
+    try:
+        ipaddress.IPv4Address(address)
+    except ValueError:
+        return False
+    return True
 
 
 def _run_buildpacks(

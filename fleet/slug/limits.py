@@ -109,3 +109,25 @@ def parse_proc_cgroup(text: str) -> dict[str, str]:
             if name:
                 groups[name] = path
     return groups
+
+
+#: nftables table that keeps a build's processes (the build user's uid) off this machine's own services and
+#: off fleet's hosts; the package registries and every other address stay reachable.
+BUILD_FIREWALL_TABLE = "fleet_build"
+
+
+def build_firewall_nft(uid: int, protected: Sequence[str]) -> str:
+    """``nft -f -`` input: drop the build uid's connections to this machine (sshd, git, databases: any local
+    address, DNS excepted) and to ``protected`` addresses (fleet's hosts). Loading it again replaces the rules."""
+    t = f"inet {BUILD_FIREWALL_TABLE}"
+    lines = [
+        f"table {t} {{\n  chain output {{ type filter hook output priority filter; policy accept; }}\n}}",
+        f"flush chain {t} output",
+        f"add rule {t} output meta skuid != {uid} accept",
+        f"add rule {t} output ct state established,related accept",
+        f"add rule {t} output fib daddr type local meta l4proto {{ tcp, udp }} th dport 53 accept",
+        f"add rule {t} output fib daddr type local reject",
+    ]
+    if protected:
+        lines.append(f"add rule {t} output ip daddr {{ {', '.join(sorted(protected))} }} reject")
+    return "\n".join(lines) + "\n"

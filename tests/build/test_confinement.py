@@ -188,3 +188,29 @@ def test_build_cgroup_limits_its_processes_and_is_removed_with_them(cgroup: Buil
     assert not [d for d in cgroup.dirs if d.exists()]
     left = subprocess.run(["pgrep", "-r", "R,S,D", "-f", "sleep 58.5"], capture_output=True, text=True).stdout.split()
     assert left == []
+
+
+CONNECT = """python3 -c '
+import socket, sys
+for port in sys.argv[1:]:
+    try:
+        socket.create_connection(("127.0.0.1", int(port)), timeout=3).close()
+        print("port", port, "open")
+    except OSError as e:
+        print("port", port, "closed", type(e).__name__)
+' {ports}
+"""
+
+
+def test_a_build_cannot_reach_this_machines_services(fleet: FleetCLI, tmp_path: Path) -> None:
+    """The build user's connections to this machine (its sshd, git, databases...) are refused; root's are not."""
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        socket.create_connection(("127.0.0.1", port), timeout=3).close()  # open to everyone else
+        bp = _buildpack(tmp_path, "Probe", CONNECT.format(ports=port))
+        src = _app_with_source(fleet, tmp_path, "netprobe", {"Procfile": "web: x\n"}, buildpack=str(bp))
+        res = fleet("deploy", "-a", "netprobe", str(src))
+    assert res.code == 0, res.output
+    assert f"port {port} closed ConnectionRefusedError" in res.stdout, res.stdout

@@ -241,3 +241,18 @@ def test_confine_here_picks_a_cgroup_without_systemd(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(cgroup_module, "systemd_is_pid1", lambda: True)
     monkeypatch.setattr(cgroup_module.shutil, "which", lambda name: "/usr/bin/systemd-run")
     assert cgroup_module.confine_here(LIMITS, "web") == SystemdScope(LIMITS, "fleet build of web")
+
+
+def test_build_firewall_keeps_the_build_uid_off_this_machine_and_fleets_hosts() -> None:
+    from fleet.slug.limits import build_firewall_nft
+
+    assert build_firewall_nft(1500, ["169.254.77.12", "169.254.77.11"]) == (
+        "table inet fleet_build {\n  chain output { type filter hook output priority filter; policy accept; }\n}\n"
+        "flush chain inet fleet_build output\n"
+        "add rule inet fleet_build output meta skuid != 1500 accept\n"
+        "add rule inet fleet_build output ct state established,related accept\n"
+        "add rule inet fleet_build output fib daddr type local meta l4proto { tcp, udp } th dport 53 accept\n"
+        "add rule inet fleet_build output fib daddr type local reject\n"
+        "add rule inet fleet_build output ip daddr { 169.254.77.11, 169.254.77.12 } reject\n"
+    )
+    assert "ip daddr" not in build_firewall_nft(1500, [])  # no inventory yet: this machine is still kept from builds
