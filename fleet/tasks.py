@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sqlite3
 import sys
 from collections.abc import Callable
@@ -102,12 +103,25 @@ def fleet_task(
     return deco
 
 
+URL_USERINFO_RE = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/@\s]+@")
+
+
+def without_url_credentials(value: Any) -> Any:
+    """A value for the audit log with the user:password of any URL in it (a buildpack's, a git remote's) as ***."""
+    if isinstance(value, str):
+        return URL_USERINFO_RE.sub(r"\1***@", value)
+    if isinstance(value, list | tuple):
+        return [without_url_credentials(v) for v in value]
+    return value
+
+
 def _record(command: str | None, args: dict[str, Any], outcome: str, detail: str = "") -> None:
     if command is None:
         return
+    args = {key: without_url_credentials(value) for key, value in args.items()}
     fleet = Fleet.open(executor=RecordingExecutor())
     try:
-        fleet.audit(command, args, outcome, detail)
+        fleet.audit(command, args, outcome, without_url_credentials(detail))
     except (FleetError, OSError, sqlite3.Error) as e:
         log.warning("could not write the audit log: %s", e)
     finally:

@@ -86,3 +86,29 @@ def test_a_config_set_that_works_records_keys_only(home: Path) -> None:
         "config.set", "ok", {"app": "myapp", "pair": ["DEBUG=***", "EMPTY=***"]}, "v1",
     )  # fmt: skip
     assert "TOPSECRET" not in json.dumps(entry.__dict__)
+
+
+def test_url_credentials_never_reach_the_audit_log() -> None:
+    from fleet.tasks import without_url_credentials
+
+    assert without_url_credentials("https://user:tok3n@git.example.com/bp.git") == "https://***@git.example.com/bp.git"
+    assert without_url_credentials(["x", "postgres://u:pw@db/app", 3]) == ["x", "postgres://***@db/app", 3]
+    assert without_url_credentials("https://git.example.com/bp.git") == "https://git.example.com/bp.git"
+    assert without_url_credentials("no url, user@host") == "no url, user@host"
+
+
+def test_a_buildpack_url_with_a_token_is_audited_without_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fleet = str(Path(sys.executable).parent / "fleet")
+    env = {**os.environ, "FLEET_HOME": str(tmp_path / "home")}
+    env.pop("FLEET_INVENTORY", None)
+    made = subprocess.run([fleet, "apps.create", "tokenapp", "--buildpack", "https://me:s3cr3t@example.invalid/bp.git"],
+                          capture_output=True, text=True, env=env)  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    audit = subprocess.run([fleet, "audit", "--json"], capture_output=True, text=True, env=env)
+    assert "s3cr3t" not in audit.stdout
+    [entry] = [e for e in json.loads(audit.stdout) if e["command"] == "apps.create"]
+    assert entry["args"]["buildpack"] == "https://***@example.invalid/bp.git"
