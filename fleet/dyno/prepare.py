@@ -58,6 +58,28 @@ def addresses_in_use(route_text: str) -> set[ipaddress.IPv4Address]:
     return used
 
 
+def dyno_routes(route_text: str, network: ipaddress.IPv4Network) -> list[str]:
+    """What a dyno routes through its host: what the host itself reaches (``ip -4 -o route show`` of the host).
+
+    ``default`` when the host has a default route, else each network the host has a route to (a lab node
+    reaches only its bridge: an address beyond it then fails at once in the dyno too, as on its host,
+    instead of timing out)."""
+    destinations = []
+    for line in route_text.splitlines():
+        fields = line.split()
+        if not fields or (len(fields) >= 3 and fields[1] == "dev" and fields[2].startswith(HOST_IF_PREFIX)):
+            continue
+        if fields[0] == "default":
+            return ["default"]
+        try:
+            dest = ipaddress.IPv4Network(fields[0], strict=False)
+        except ValueError:
+            continue
+        if not dest.overlaps(network):
+            destinations.append(str(dest))
+    return sorted(set(destinations))
+
+
 def gateway(network: ipaddress.IPv4Network) -> ipaddress.IPv4Address:
     return network.network_address + 1
 
@@ -103,7 +125,8 @@ def prepare_network(host_ns: int, dyno_id: str, network: ipaddress.IPv4Network, 
     host_if, gw = host_interface(dyno_id), gateway(network)
     with open(LOCK, "a") as lock:  # held while the address is chosen and routed
         fcntl.flock(lock, fcntl.LOCK_EX)
-        address = pick_address(network, addresses_in_use(_run(("ip", "-4", "-o", "route", "show"), host_ns)))
+        host_routes = _run(("ip", "-4", "-o", "route", "show"), host_ns)
+        address = pick_address(network, addresses_in_use(host_routes))
         _run(("ip", "link", "del", host_if), host_ns, check=False)  # a leftover of a dyno with this id
         _run(("ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", str(os.getpid())), host_ns)
         # scope link: never the source address the host masquerades a dyno's outbound connections to
@@ -118,7 +141,8 @@ def prepare_network(host_ns: int, dyno_id: str, network: ipaddress.IPv4Network, 
     _run(("ip", "addr", "add", f"{address}/32", "dev", "eth0"))
     _run(("ip", "link", "set", "eth0", "up"))
     _run(("ip", "route", "add", str(gw), "dev", "eth0"))
-    _run(("ip", "route", "add", "default", "via", str(gw)))
+    for destination in dyno_routes(host_routes, network):
+        _run(("ip", "route", "add", destination, "via", str(gw)))
     return address
 
 

@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pytest
 
-from fleet.dyno.prepare import addresses_in_use, gateway, host_interface, pick_address
+from fleet.dyno.prepare import addresses_in_use, dyno_routes, gateway, host_interface, pick_address
 
 NET = IPv4Network("169.254.128.0/18")
 ROUTES = """default via 169.254.77.1 dev host0 proto static
@@ -40,3 +40,13 @@ def test_host_interface_names_fit_and_refuse_anything_but_hex() -> None:
     for bad in ("", "../x", "ABC", "12 34"):
         with pytest.raises(ValueError):
             host_interface(bad)
+
+
+def test_a_dyno_routes_what_its_host_reaches() -> None:
+    assert dyno_routes(ROUTES, NET) == ["default"]
+    lab_node = """169.254.77.0/24 dev host0 proto kernel scope link src 169.254.77.12
+169.254.128.2 dev fd0123456789ab scope link
+"""
+    # no default route on a lab node: a dyno reaches the bridge only, and anything else fails at once
+    assert dyno_routes(lab_node, NET) == ["169.254.77.0/24"]
+    assert dyno_routes("", NET) == []
