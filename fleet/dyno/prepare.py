@@ -63,7 +63,8 @@ def dyno_routes(route_text: str, network: ipaddress.IPv4Network) -> list[str]:
 
     ``default`` when the host has a default route, else each network the host has a route to (a lab node
     reaches only its bridge: an address beyond it then fails at once in the dyno too, as on its host,
-    instead of timing out)."""
+    instead of timing out). A host with no route yet (its network still coming up at boot) gives
+    ``default``: a dyno must always be able to answer whoever reaches it."""
     destinations = []
     for line in route_text.splitlines():
         fields = line.split()
@@ -77,7 +78,7 @@ def dyno_routes(route_text: str, network: ipaddress.IPv4Network) -> list[str]:
             continue
         if not dest.overlaps(network):
             destinations.append(str(dest))
-    return sorted(set(destinations))
+    return sorted(set(destinations)) or ["default"]
 
 
 def gateway(network: ipaddress.IPv4Network) -> ipaddress.IPv4Address:

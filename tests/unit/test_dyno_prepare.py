@@ -49,4 +49,6 @@ def test_a_dyno_routes_what_its_host_reaches() -> None:
 """
     # no default route on a lab node: a dyno reaches the bridge only, and anything else fails at once
     assert dyno_routes(lab_node, NET) == ["169.254.77.0/24"]
-    assert dyno_routes("", NET) == []
+    # a host whose network is not up yet (a dyno starting at boot): default, or the dyno could never answer
+    assert dyno_routes("", NET) == ["default"]
+    assert dyno_routes("169.254.128.2 dev fd0123456789ab scope link\n", NET) == ["default"]
