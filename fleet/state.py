@@ -395,10 +395,7 @@ class Store:
 
     def add_dyno(self, d: DynoRecord) -> None:
         with self.transaction() as db:
-            db.execute(
-                "INSERT INTO dynos (id, app, type, idx, release, host, port, size, unit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (d.id, d.app, d.type, d.index, d.release, d.host, d.port, d.size, d.unit, d.created_at),
-            )
+            _insert_dyno(db, d)
 
     def add_dyno_on_free_port(self, d: DynoRecord, ports: range, busy: set[int]) -> DynoRecord:
         """Record a web dyno on the lowest port of ``ports`` that no dyno in state holds on its host
@@ -410,11 +407,7 @@ class Store:
             if port is None:
                 raise FleetError(f"no free dyno port left on {d.host} ({ports.start}-{ports.stop - 1})")
             placed = replace(d, port=port)
-            db.execute(
-                "INSERT INTO dynos (id, app, type, idx, release, host, port, size, unit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (placed.id, placed.app, placed.type, placed.index, placed.release, placed.host, placed.port, placed.size,
-                 placed.unit, placed.created_at),
-            )  # fmt: skip
+            _insert_dyno(db, placed)
         return placed
 
     def app_uid(self, app: str) -> int:
@@ -458,6 +451,13 @@ class Store:
             self._held.discard(name)
             with self.transaction() as db:
                 db.execute("DELETE FROM locks WHERE name = ? AND pid = ? AND client = ?", (name, me[2], me[1]))
+
+
+def _insert_dyno(db: sqlite3.Connection, d: DynoRecord) -> None:
+    db.execute(
+        "INSERT INTO dynos (id, app, type, idx, release, host, port, size, unit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (d.id, d.app, d.type, d.index, d.release, d.host, d.port, d.size, d.unit, d.created_at),
+    )
 
 
 def _release(r: sqlite3.Row) -> Release:
