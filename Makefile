@@ -11,7 +11,7 @@ STAMPS := .make
 # on hosts (python3-psutil, systemd-container, haproxy, rsync, nftables) must be here too.
 DEB_PACKAGES := systemd-container systemd haproxy openssh-server openssh-client git \
                 python3 python3-venv python3-psutil rsync iproute2 nftables ca-certificates zstd \
-                wrk hey
+                wrk hey cron
 
 .PHONY: install demo test test-repeat lint unit clean-lab help
 

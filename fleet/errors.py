@@ -12,6 +12,7 @@
     │   └── RemoteTimeout           command did not finish in time
     ├── PartialFailure              a fan-out where some hosts failed (per-host results)
     ├── LockHeld                    another operator holds the fleet lock
+    ├── ReleaseFailed               a release could not be deployed (no slug, its dynos crashed, release phase)
     └── HealthcheckTimeout          something did not become healthy in time
 
 Services raise these; the interfaces (fleet.tasks, the shell, cron entry
@@ -89,6 +90,10 @@ class PartialFailure(FleetError):
 
 class LockHeld(FleetError):
     exit_code = 4
+
+
+class ReleaseFailed(FleetError):
+    pass
 
 
 class HealthcheckTimeout(FleetError):

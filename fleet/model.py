@@ -7,6 +7,7 @@ shell are validated here, once.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -214,3 +215,8 @@ class Inventory:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(n.name for n in self.nodes)
+
+
+def new_dyno_id() -> str:
+    """A dyno's id: 16 hex digits, random (FLEET_DYNO_ID in the dyno)."""
+    return secrets.token_hex(8)

@@ -13,6 +13,7 @@ import pwd
 import re
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -125,10 +126,56 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE UNIQUE INDEX dynos_host_port ON dynos (host, port) WHERE port IS NOT NULL;
     """,
+    """
+    CREATE TABLE dynos_new (
+        id TEXT PRIMARY KEY,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        idx INTEGER NOT NULL,
+        release INTEGER NOT NULL,
+        host TEXT NOT NULL,
+        port INTEGER,
+        size TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (host, unit)
+    );
+    INSERT INTO dynos_new SELECT id, app, type, idx, release, host, port, size, unit, created_at FROM dynos;
+    DROP TABLE dynos;
+    ALTER TABLE dynos_new RENAME TO dynos;
+    CREATE UNIQUE INDEX dynos_host_port ON dynos (host, port) WHERE port IS NOT NULL;
+    ALTER TABLE locks ADD COLUMN pid_start TEXT NOT NULL DEFAULT '';
+    ALTER TABLE locks ADD COLUMN expires_at REAL;
+    CREATE TABLE hosts (
+        name TEXT PRIMARY KEY,
+        health TEXT NOT NULL DEFAULT 'up' CHECK (health IN ('up', 'down', 'fence')),
+        misses INTEGER NOT NULL DEFAULT 0,
+        changed_at TEXT NOT NULL,
+        draining INTEGER NOT NULL DEFAULT 0,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE dyno_restarts (
+        dyno_id TEXT PRIMARY KEY REFERENCES dynos(id) ON DELETE CASCADE,
+        restarts INTEGER NOT NULL,
+        at REAL NOT NULL
+    );
+    CREATE TABLE manager_passes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started_at TEXT NOT NULL,
+        finished_at TEXT,
+        source TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        outcome TEXT NOT NULL DEFAULT 'running',
+        actions TEXT NOT NULL DEFAULT '[]',
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
 )
 #: An app's dynos run as uid APP_UID_BASE + n (and a group of the same number) on every host; n comes from
 #: an AUTOINCREMENT sequence, so a uid is never given to another app, even after its app is destroyed.
 APP_UID_BASE = 40000
+#: How long an operator's command waits for an app the dyno manager is acting on (a failover's new dynos boot in it).
+MANAGER_PATIENCE = 90.0
 SCHEMA_VERSION = len(MIGRATIONS)
 SOURCES = ("task", "shell", "cron")
 #: A user name shown as it is; any other $SUDO_USER is shown escaped (it may carry control characters).
@@ -425,25 +472,129 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM dynos WHERE id = ?", (dyno_id,))
 
+    # -- hosts: health the manager's probes saw, drains an operator asked for ------------------
+    def hosts(self) -> dict[str, HostRecord]:
+        rows = self.db.execute("SELECT * FROM hosts ORDER BY name").fetchall()
+        return {r["name"]: HostRecord(r["name"], r["health"], r["misses"], r["changed_at"], bool(r["draining"]), r["detail"])
+                for r in rows}  # fmt: skip
+
+    def host(self, name: str) -> HostRecord:
+        return self.hosts().get(name) or HostRecord(name, "up", 0, "", False, "")
+
+    def put_host_probe(self, name: str, health: str, misses: int, detail: str = "") -> None:
+        """What the manager's probe concluded for a host (``fleet.dyno.plan.after_probe``)."""
+        with self.transaction() as db:
+            row = db.execute("SELECT health, changed_at FROM hosts WHERE name = ?", (name,)).fetchone()
+            changed = row["changed_at"] if row is not None and row["health"] == health else utcnow()
+            db.execute(
+                "INSERT INTO hosts (name, health, misses, changed_at, detail) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name)"
+                " DO UPDATE SET health = excluded.health, misses = excluded.misses, changed_at = excluded.changed_at,"
+                " detail = excluded.detail",
+                (name, health, misses, changed, detail),
+            )
+
+    def set_host_health(self, name: str, health: str, detail: str = "") -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO hosts (name, health, misses, changed_at, detail) VALUES (?, ?, 0, ?, ?) ON CONFLICT (name)"
+                " DO UPDATE SET health = excluded.health, misses = 0, changed_at = excluded.changed_at, detail = excluded.detail",
+                (name, health, utcnow(), detail),
+            )
+
+    def set_draining(self, name: str, draining: bool) -> bool:
+        """True if that changed anything."""
+        with self.transaction() as db:
+            row = db.execute("SELECT draining FROM hosts WHERE name = ?", (name,)).fetchone()
+            if row is not None and bool(row[0]) == draining:
+                return False
+            if row is None and not draining:
+                return False
+            db.execute(
+                "INSERT INTO hosts (name, changed_at, draining) VALUES (?, ?, ?) ON CONFLICT (name)"
+                " DO UPDATE SET draining = excluded.draining",
+                (name, utcnow(), int(draining)),
+            )
+        return True
+
+    def down_hosts(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT name FROM hosts WHERE health = 'down'")}
+
+    # -- crash restarts fleet made, per dyno (the backoff's streak) ------------------------------
+    def dyno_restarts(self) -> dict[str, int]:
+        return {r[0]: int(r[1]) for r in self.db.execute("SELECT dyno_id, restarts FROM dyno_restarts")}
+
+    def set_dyno_restarts(self, dyno_id: str, restarts: int, at: float) -> None:
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM dynos WHERE id = ?", (dyno_id,)).fetchone() is None:
+                return
+            db.execute(
+                "INSERT INTO dyno_restarts (dyno_id, restarts, at) VALUES (?, ?, ?) ON CONFLICT (dyno_id)"
+                " DO UPDATE SET restarts = excluded.restarts, at = excluded.at",
+                (dyno_id, restarts, at),
+            )
+
+    def reset_dyno_restarts(self, app: str) -> None:
+        """A new release, a restart or a scale start a new backoff streak for every dyno of the app."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM dyno_restarts WHERE dyno_id IN (SELECT id FROM dynos WHERE app = ?)", (app,))
+
+    # -- the manager's passes ----------------------------------------------------------------------
+    def start_pass(self, source: str) -> int:
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO manager_passes (started_at, source, pid) VALUES (?, ?, ?)", (utcnow(), source, os.getpid()))
+            assert cur.lastrowid is not None
+            return int(cur.lastrowid)
+
+    def finish_pass(self, pass_id: int, outcome: str, actions: list[str], detail: str = "") -> None:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE manager_passes SET finished_at = ?, outcome = ?, actions = ?, detail = ? WHERE id = ?",
+                (utcnow(), outcome, json.dumps(actions), detail, pass_id),
+            )
+            # passes that did nothing: the last 1,000; the others: the last 10,000
+            db.execute("DELETE FROM manager_passes WHERE id <= ? AND outcome = 'idle'", (pass_id - 1000,))
+            db.execute("DELETE FROM manager_passes WHERE id <= ?", (pass_id - 10000,))
+
+    def passes(self, limit: int = 10, acted: bool = False) -> list[PassRecord]:
+        """The last passes (``acted``: only those that did something or failed), oldest first."""
+        where = "WHERE outcome != 'idle'" if acted else ""
+        rows = self.db.execute(f"SELECT * FROM manager_passes {where} ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [PassRecord(r["id"], r["started_at"], r["finished_at"], r["source"], r["pid"], r["outcome"],
+                           tuple(json.loads(r["actions"])), r["detail"]) for r in reversed(rows)]  # fmt: skip
+
     # -- locks ----------------------------------------------------------------
     @contextmanager
-    def lock(self, name: str, command: str) -> Iterator[None]:
-        """Hold the named lock for the duration; LockHeld if another live process has it."""
+    def lock(self, name: str, command: str, lease: float | None = None) -> Iterator[None]:
+        """Hold the named lock for the duration; LockHeld if another live process has it.
+
+        A lock whose process is gone (or whose pid now belongs to another process: its start time differs)
+        is taken over. With ``lease`` (seconds) the lock also expires that long after it was taken or last
+        renewed (``renew``): a holder that hangs or is killed never blocks the next one for longer."""
         me = (current_actor(), socket.gethostname(), os.getpid())
         if name in self._held:  # re-entrant within one process (a build that then deploys)
             yield
             return
-        with self.transaction() as db:
-            row = db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
-            if row is not None and not _stale(row):
+        patience = time.monotonic() + MANAGER_PATIENCE
+        while True:
+            with self.transaction() as db:
+                row = db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
+                busy = row is not None and not _stale(row)
+                if not busy:
+                    db.execute(
+                        "INSERT OR REPLACE INTO locks (name, holder, client, pid, command, acquired_at, pid_start, expires_at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (name, me[0], me[1], me[2], command, utcnow(), process_start(me[2]),
+                         None if lease is None else time.time() + lease),
+                    )  # fmt: skip
+                    break
+            # the dyno manager holds an app only while it acts on it (seconds): an operator's command waits its turn
+            if not (row["command"].startswith("manager.run") and name.startswith("app:") and time.monotonic() < patience):
+                until = f", its lease ends {_at(row['expires_at'])}" if row["expires_at"] is not None else ""
                 raise LockHeld(
                     f"{name} is locked by {row['holder']}@{row['client']} (pid {row['pid']}, `{row['command']}`) "
-                    f"since {row['acquired_at']}; wait for it to finish and try again"
+                    f"since {row['acquired_at']}{until}; wait for it to finish and try again"
                 )
-            db.execute(
-                "INSERT OR REPLACE INTO locks (name, holder, client, pid, command, acquired_at) VALUES (?, ?, ?, ?, ?, ?)",
-                (name, me[0], me[1], me[2], command, utcnow()),
-            )
+            time.sleep(0.25)
         self._held.add(name)
         try:
             yield
@@ -451,6 +602,56 @@ class Store:
             self._held.discard(name)
             with self.transaction() as db:
                 db.execute("DELETE FROM locks WHERE name = ? AND pid = ? AND client = ?", (name, me[2], me[1]))
+
+    def renew(self, name: str, lease: float) -> bool:
+        """Extend a lease this process holds; False if it lost it (expired and taken over)."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "UPDATE locks SET expires_at = ? WHERE name = ? AND pid = ? AND client = ?",
+                (time.time() + lease, name, os.getpid(), socket.gethostname()),
+            )
+            return cur.rowcount == 1
+
+    def lock_holder(self, name: str) -> str | None:
+        row = self.db.execute("SELECT * FROM locks WHERE name = ?", (name,)).fetchone()
+        if row is None or _stale(row):
+            return None
+        return f"pid {row['pid']} on {row['client']} (`{row['command']}`) since {row['acquired_at']}"
+
+
+@dataclass(frozen=True)
+class HostRecord:
+    name: str
+    health: str  # up | down | fence
+    misses: int
+    changed_at: str
+    draining: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class PassRecord:
+    id: int
+    started_at: str
+    finished_at: str | None
+    source: str
+    pid: int
+    outcome: str
+    actions: tuple[str, ...]
+    detail: str
+
+
+def process_start(pid: int) -> str:
+    """When a process started (clock ticks since boot, /proc/PID/stat field 22); "" if there is none."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    return stat.rsplit(")", 1)[-1].split()[19]
+
+
+def _at(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
 def _insert_dyno(db: sqlite3.Connection, d: DynoRecord) -> None:
@@ -478,12 +679,16 @@ def _build(r: sqlite3.Row) -> Build:
 
 
 def _stale(row: sqlite3.Row) -> bool:
-    """A lock left by a process of this machine that no longer exists."""
+    """A lock whose lease ran out, or left by a process of this machine that no longer exists (its pid gone,
+    or given to another process since: the start time differs)."""
+    if row["expires_at"] is not None and row["expires_at"] < time.time():
+        return True
     if row["client"] != socket.gethostname():
         return False
     if row["pid"] == os.getpid():
         return False
-    return not Path(f"/proc/{row['pid']}").exists()
+    started = process_start(row["pid"])
+    return not started or (bool(row["pid_start"]) and started != row["pid_start"])
 
 
 def _split_sql(script: str) -> list[str]:

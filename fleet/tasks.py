@@ -23,7 +23,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from fleet.context import Fleet
-from fleet.errors import FleetError, exit_code_for
+from fleet.errors import FleetError, UsageError, exit_code_for
 from fleet.exec.recording import RecordingExecutor
 from fleet.inventory import load_inventory
 from fleet.settings import Settings
@@ -614,7 +614,8 @@ def ps_list(c: Context, app: str, json_: bool = False) -> None:
         _out(f"=== {type_} ({size}): {q}")
         for v in (v for v in views if v.type == type_):
             where = f"{v.host} {v.address}:{v.port}" if v.port else v.host
-            _out(f"{v.name}: {v.state} v{v.release} {where} since {v.since}")
+            due = f" (restart due {v.restart_at})" if v.restart_at else ""
+            _out(f"{v.name}: {v.state}{due} v{v.release} {where} since {v.since}")
 
 
 @task(
@@ -680,11 +681,11 @@ def ps_stop(c: Context, app: str, which: str | None = None) -> None:
 @fleet_task(audit="run")
 def run_task(c: Context, app: str, arg: list[str] | None = None, detached: bool = False) -> None:
     """Run a command in a one-off dyno of the current release: fleet run -a APP CMD..."""
-    from fleet.services import dynos
+    from fleet.services import oneoff
 
     fleet = Fleet.open()
     try:
-        code = dynos.run(fleet, app, arg or [], detached, _out)
+        code = oneoff.run(fleet, app, arg or [], detached, _out)
     finally:
         fleet.close()
     if code != 0:
@@ -821,10 +822,134 @@ def router_sync(c: Context) -> None:
         _out("no router hosts in the inventory")
 
 
+# --------------------------------------------------------------------------- the dyno manager
+@task(
+    name="run",
+    help={"dry_run": "say what the pass would do, change nothing", "watch": "keep passing every probe_interval s for this long"},
+)
+@fleet_task(audit="manager.run")
+def manager_run(c: Context, dry_run: bool = False, watch: float = 0.0) -> str:
+    """The dyno manager's pass: probe hosts, restart crashed dynos, move dynos off down hosts, cycle, fence."""
+    from fleet.services import manager
+
+    if watch < 0 or watch > 3600:
+        raise _fail(UsageError(f"--watch {watch:g}: give seconds between 0 and 3600"))
+    fleet = Fleet.open()
+    try:
+        reports = manager.run(fleet, dry_run=dry_run, watch=watch, on_line=_out)
+    finally:
+        fleet.close()
+    acted = sum(len(r.actions) for r in reports)
+    errors = [e for r in reports for e in r.errors]
+    if dry_run and not reports[0].steps:
+        _out("nothing to do")
+    detail = f"{len(reports)} passes, {acted} actions" + (f", {len(errors)} errors" if errors else "")
+    if errors:
+        raise _fail(FleetError(f"the manager's pass did not finish everything: {errors[-1]}"))
+    return detail
+
+
+@task(name="status", help={"json": "print JSON", "passes": "how many recent passes (default 10)"})
+@fleet_task()
+def manager_status(c: Context, json_: bool = False, passes: int = 10) -> None:
+    """The manager: its lease, cron, the hosts' health, recent passes and what is due (restarts, cycles)."""
+    import dataclasses
+    from datetime import UTC, datetime
+
+    from fleet.services import manager
+
+    fleet = Fleet.open()
+    try:
+        st = manager.status(fleet, passes)
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps(dataclasses.asdict(st), indent=2))
+        return
+    _out(f"cron: {st.installed or 'not installed (`fleet manager.install`)'}")
+    _out(f"lease: {st.lease or 'free'}")
+    _out("=== hosts")
+    for h in st.hosts:
+        extra = " draining" if h["draining"] else ""
+        said = f" ({h['detail']})" if h["detail"] else ""
+        _out(f"{h['host']}: {h['health']}{extra} since {h['since'] or '-'}, {h['misses']} missed{said}")
+    _out("=== recent passes")
+    for p in st.passes:
+        _out(f"#{p['id']} {p['started_at']} {p['source']} {p['outcome']}: {len(p['actions'])} actions")  # type: ignore[arg-type]
+        for a in p["actions"]:  # type: ignore[attr-defined]
+            _out(f"    {a}")
+    _out("=== due")
+    now = datetime.now(UTC).timestamp()
+    for d in st.due[:20]:
+        when = datetime.fromtimestamp(d.at, UTC).isoformat(timespec="seconds")
+        _out(f"{d.app} {d.dyno} on {d.host}: {d.what} {'now' if d.at <= now else f'in {d.at - now:.0f} s'} ({when})")
+
+
+@task(name="install", help={"watch": "how long each minute's pass keeps watching, in seconds (default 55)"})
+@fleet_task(audit="manager.install")
+def manager_install(c: Context, watch: float = 55.0) -> str:
+    """Run the dyno manager from cron on this machine: every minute, a pass that watches the hosts for most of it."""
+    from fleet.services import manager
+
+    fleet = Fleet.open()
+    try:
+        path, crond = manager.install(fleet, watch)
+    finally:
+        fleet.close()
+    _out(f"installed {path}; {crond}")
+    return str(path)
+
+
+@task(name="uninstall")
+@fleet_task(audit="manager.uninstall")
+def manager_uninstall(c: Context) -> None:
+    """Stop running the dyno manager from cron (a pass running now finishes its minute)."""
+    from fleet.services import manager
+
+    fleet = Fleet.open()
+    try:
+        removed = manager.uninstall(fleet)
+        path = manager.cron_path(fleet)
+    finally:
+        fleet.close()
+    _out(f"removed {path}" if removed else "the manager was not installed in cron")
+
+
+@task(name="drain", positional=["node"], help={"node": "the dyno host to empty"})
+@fleet_task(audit="nodes.drain")
+def nodes_drain(c: Context, node: str) -> None:
+    """Move every dyno off a host (new before old, no request dropped) and put nothing new there."""
+    from fleet.services import manager
+
+    fleet = Fleet.open()
+    try:
+        left = manager.set_draining(fleet, node, True, _out)
+    finally:
+        fleet.close()
+    if left:
+        raise Exit(f"fleet: error: {left} dynos are still on {node}", code=1)
+
+
+@task(name="undrain", positional=["node"], help={"node": "the dyno host"})
+@fleet_task(audit="nodes.undrain")
+def nodes_undrain(c: Context, node: str) -> None:
+    """Let a drained host take new dynos again (dynos elsewhere stay where they are)."""
+    from fleet.services import manager
+
+    fleet = Fleet.open()
+    try:
+        manager.set_draining(fleet, node, False, _out)
+    finally:
+        fleet.close()
+
+
 lab_ns = Collection("lab", up, down, kill, reboot, partition, heal)
 lab_ns.add_task(lab_status, name="status")
 nodes_ns = Collection("nodes", provision, enroll)
 nodes_ns.add_task(nodes_status, name="status")
+nodes_ns.add_task(nodes_drain, name="drain")
+nodes_ns.add_task(nodes_undrain, name="undrain")
+manager_ns = Collection("manager", manager_run, manager_status, manager_install, manager_uninstall)
 inventory_ns = Collection("inventory", use, show)
 apps_ns = Collection("apps", create, info, destroy)
 apps_ns.add_task(apps_list, name="list")
@@ -836,7 +961,7 @@ domains_ns = Collection("domains", domains_list, domains_add, domains_remove)
 domains_ns.default = "domains"
 maintenance_ns = Collection("maintenance", maintenance_on, maintenance_off)
 router_ns = Collection("router", router_sync)
-ns = Collection(lab_ns, nodes_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns,
+ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns,
                 audit, builds_list, deploy,
                 rollback, run_task, open_app)  # fmt: skip
 releases_ns.default = "releases"

@@ -89,12 +89,24 @@ class AppState:
 class Desired:
     apps: tuple[AppState, ...]
     hosts: tuple[Host, ...]
+    complete: bool = False  # every app is in ``apps``: a unit of an app not there is a leftover (a destroyed app's)
 
 
 @dataclass(frozen=True)
 class Observed:
     units: Mapping[str, Mapping[str, DynoFact]] = field(default_factory=dict)  # host -> unit -> fact; unreachable: absent
     routed: frozenset[str] | None = None  # ids of the dynos the router sends to; None: not known
+
+
+def after_probe(health: str, misses: int, answered: bool, down_after: int) -> tuple[str, int]:
+    """A host's health and missed probes in a row after one more probe: ``down_after`` misses in a row mark it
+    down; a host that answers after being down is to be fenced (the pass that fences it marks it up)."""
+    misses = 0 if answered else misses + 1
+    if not answered and misses >= down_after:
+        return "down", misses
+    if answered and health == "down":
+        return "fence", 0
+    return health, misses
 
 
 def plan(desired: Desired, observed: Observed, now: float, policy: Policy = DEFAULT_POLICY) -> list[Step]:
@@ -133,6 +145,7 @@ class _Pass:
         self.hosts = {h.name: h for h in desired.hosts}
         self.facts, self.routed, self.now, self.policy = observed.units, observed.routed, now, policy
         self.apps = sorted(desired.apps, key=lambda a: a.name)
+        self.complete = desired.complete
         self.used = {h.name: h.used_mb for h in desired.hosts}
         self.count = {h.name: h.dynos for h in desired.hosts}
         for d in self._records():
@@ -178,6 +191,13 @@ class _Pass:
                 self.head.append(Fence(name, tuple(sorted(u for u in self.facts[name] if self.orphan(name, u)))))
         for app in self.apps:
             self.plan_app(app)
+        names = {a.name for a in self.apps}
+        for name in sorted(self.facts):
+            if self.health(name) in ("up", "draining"):
+                for unit in sorted(self.facts[name]):
+                    ref = self.orphan(name, unit)
+                    if ref is not None and ref.app not in names:
+                        self.cleanup.append(StopDyno(ref, f"{ref.app} is not an app of this fleet"))
         return [*self.head, *self.cleanup, *self.restarts, *self.failover, *self.moves, *self.stops, *self.cycles, *self.tail]
 
     def orphan(self, host: str, unit: str) -> DynoRef | None:
@@ -185,7 +205,7 @@ class _Pass:
         parsed = parse_unit_name(unit)
         if parsed is None or parsed.type == "run" or (host, unit) in self.recorded:
             return None
-        if not any(a.name == parsed.app for a in self.apps):
+        if not self.complete and not any(a.name == parsed.app for a in self.apps):
             return None
         return DynoRef(parsed.app, parsed.type, parsed.index, parsed.release, host)
 

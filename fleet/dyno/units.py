@@ -186,7 +186,8 @@ def dyno_argv(spec: DynoSpec, command: str | None = None, console: str | None = 
 def limit_properties(spec: DynoSpec) -> tuple[tuple[str, str], ...]:
     """systemd resource properties of a dyno's unit, from its size."""
     return (
-        ("MemoryMax", f"{spec.memory_mb}M"),
+        ("MemoryHigh", f"{spec.memory_mb * 9 // 10}M"),  # over its quota: reclaimed hard, and R14 (dyno manager)
+        ("MemoryMax", f"{spec.memory_mb}M"),  # at the limit: killed, and R15
         ("MemorySwapMax", "0"),
         ("CPUWeight", str(CPU_WEIGHTS[spec.size])),
         ("TasksMax", str(MAX_TASKS[spec.size])),
@@ -213,8 +214,7 @@ def render_unit(spec: DynoSpec) -> str:
         "StartLimitIntervalSec=0\n\n"
         "[Service]\n"
         f"ExecStart={exec_start}\n"
-        "Restart=on-failure\n"
-        "RestartSec=1\n"
+        "Restart=no\n"  # fleet's dyno manager restarts a crashed dyno, per its backoff (fleet/dyno/backoff.py)
         "KillSignal=SIGTERM\n"
         f"TimeoutStopSec={STOP_TIMEOUT}\n"
         "SuccessExitStatus=143\n"
@@ -258,7 +258,8 @@ exec /bin/bash -c 'for f in /app/.profile.d/*.sh; do if [ -r "$f" ]; then . "$f"
 
 
 # -- facts: what systemd and the kernel say on a host ---------------------------------------
-SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "NRestarts", "StateChangeTimestampMonotonic", "MainPID")
+SHOW_PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "NRestarts", "MainPID", "ExecMainStartTimestamp",
+                   "StateChangeTimestamp", "Result")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -269,10 +270,13 @@ class UnitState:
     sub: str
     restarts: int
     main_pid: int
+    started_at: float = 0.0  # when its current (or last) process started, seconds since the epoch; 0: never
+    changed_at: float = 0.0  # when it entered its current state
+    result: str = ""  # how its last run ended: success, exit-code, signal, oom-kill, ...
 
 
 def show_units_argv() -> tuple[str, ...]:
-    return ("systemctl", "show", "--all", f"--property={','.join(SHOW_PROPERTIES)}", "fleet.*.service")
+    return ("systemctl", "show", "--all", "--timestamp=unix", f"--property={','.join(SHOW_PROPERTIES)}", "fleet.*.service")
 
 
 def parse_systemctl_show(text: str) -> dict[str, UnitState]:
@@ -290,8 +294,39 @@ def parse_systemctl_show(text: str) -> dict[str, UnitState]:
             sub=props.get("SubState", ""),
             restarts=int(props.get("NRestarts", "0") or 0),
             main_pid=int(props.get("MainPID", "0") or 0),
+            started_at=_unix_time(props.get("ExecMainStartTimestamp", "")),
+            changed_at=_unix_time(props.get("StateChangeTimestamp", "")),
+            result=props.get("Result", ""),
         )
     return states
+
+
+def _unix_time(value: str) -> float:
+    """``@1700000000`` (``--timestamp=unix``) -> seconds; empty (never) -> 0."""
+    try:
+        return float(value.strip().removeprefix("@")) if value.strip() else 0.0
+    except ValueError:
+        return 0.0
+
+
+#: Each dyno unit's count of times it went over its MemoryHigh (the kernel's memory.events "high").
+MEMORY_EVENTS = 'for f in /sys/fs/cgroup/system.slice/fleet.*.service/memory.events; do [ -r "$f" ] && echo "$f $(grep "^high " "$f")"; done; true'
+
+
+def memory_events_argv() -> tuple[str, ...]:
+    return ("sh", "-c", MEMORY_EVENTS)
+
+
+def parse_memory_events(text: str) -> dict[str, int]:
+    """unit -> times over its soft memory limit, from MEMORY_EVENTS's output."""
+    out = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and fields[1] == "high" and fields[2].isdigit():
+            unit = fields[0].rsplit("/", 2)[-2]
+            if UNIT_RE.match(unit):
+                out[unit] = int(fields[2])
+    return out
 
 
 LISTENERS = 'ss -Hltn; echo --; while [ $# -gt 1 ]; do nsenter -t "$2" -n ss -Hltn 2>/dev/null | sed "s/^/$1 /"; shift 2; done'

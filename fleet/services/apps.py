@@ -125,7 +125,7 @@ def destroy(fleet: Fleet, name: str, confirm: str) -> list[str]:
     app = fleet.store.app(name)
     if confirm != name:
         raise UsageError(f"destroying {name} deletes its builds and repository; confirm with `--confirm {name}`")
-    from fleet.services import dynos, router
+    from fleet.services import router, shipping
 
     with fleet.store.lock(f"app:{app.name}", "apps.destroy"):
         running = fleet.store.dynos(app.name)
@@ -134,7 +134,7 @@ def destroy(fleet: Fleet, name: str, confirm: str) -> list[str]:
         if releases:  # an app that never released has nothing on any host
             inv = fleet.inventory()
             if running:
-                router.drain(fleet, inv, {d.unit for d in running})
+                router.drain(fleet, inv, {d.id for d in running})
             # slugs only this app uses leave the hosts with it (a slug is shared when two apps built the same bytes)
             mine = {r.slug_sha256 for r in releases if r.slug_sha256}
             others = {
@@ -143,7 +143,7 @@ def destroy(fleet: Fleet, name: str, confirm: str) -> list[str]:
                 if other.name != app.name
                 for r in fleet.store.releases(other.name, limit=1_000_000)
             }
-            unreachable = dynos.purge_app(fleet, inv, app.name, mine - others)
+            unreachable = shipping.purge_app(fleet, inv, app.name, mine - others)
         fleet.store.delete_app(app.name)
         if running:
             router.sync(fleet)

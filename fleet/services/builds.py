@@ -344,7 +344,7 @@ class RemoteBuild(LocalBuild):
         return self.fleet.executor.run(self.host, self.step(argv, timeout), timeout=timeout + CLIENT_GRACE, check=False)
 
     def stream(self, argv: tuple[str, ...], on_line: Output, timeout: float) -> int:
-        from fleet.services.dynos import ssh_argv
+        from fleet.services.hosts import ssh_argv
 
         remote = shlex.join(self.step(argv, timeout))
         return stream_local([*ssh_argv(self.fleet, self.host, tty=False), remote], on_line, timeout=timeout + CLIENT_GRACE)

@@ -8,7 +8,7 @@ from fleet.context import Fleet
 from fleet.dyno.units import DEFAULT_SIZE, validate_config_key
 from fleet.errors import ConfigError, FleetError, UsageError
 from fleet.model import Build, Release, process_type_problem
-from fleet.services import dynos
+from fleet.services import rollout
 from fleet.slugstore import SlugStore
 
 Output = Callable[[str], None]
@@ -38,7 +38,7 @@ def _roll_out(fleet: Fleet, release: Release, on_line: Output) -> Release:
             f"-----> v{release.version} released; no inventory chosen, so nothing runs yet (`fleet lab.up` or `fleet inventory.use`)"
         )
         return fleet.store.release(release.app, release.version)
-    return dynos.deploy_release(fleet, release, on_line)
+    return rollout.deploy_release(fleet, release, on_line)
 
 
 def checked_types(types: dict[str, str], source: str) -> dict[str, str]:

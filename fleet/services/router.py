@@ -75,7 +75,7 @@ def drain_seconds(fleet: Fleet) -> float:
 
 
 def server_name(d: DynoRecord) -> str:
-    return f"{d.name}.v{d.release}"  # old and new dynos of one name coexist during a rollout
+    return f"{d.name}.v{d.release}.{d.host}"  # old and new dynos of one name coexist during a rollout or a cycle
 
 
 def app_domains(fleet: Fleet, app: str) -> list[str]:
@@ -83,13 +83,17 @@ def app_domains(fleet: Fleet, app: str) -> list[str]:
 
 
 def routes(fleet: Fleet, inv: Inventory, exclude: Collection[str] = ()) -> list[RouterApp]:
+    """What the routers send where: every web dyno with a port, but those in ``exclude`` (dyno ids) and those
+    on hosts the dyno manager marked down."""
+    down = fleet.store.down_hosts()
     out = []
     for app in fleet.store.apps():
         servers = tuple(
             Server(server_name(d), inv.node(d.host).address, d.port)
             for d in fleet.store.dynos(app.name)
-            if d.type == "web" and d.port and d.unit not in exclude and d.host in inv.names
-        )
+            if d.type == "web" and d.port and d.id not in exclude
+            and d.host in inv.names and d.host not in down
+        )  # fmt: skip
         quantity = fleet.store.formation(app.name).get("web", (0, ""))[0]
         release = fleet.store.current_release(app.name)
         config = release.config_vars if release else {}
@@ -193,7 +197,7 @@ def _sync(fleet: Fleet, routers: list[Node], apps: list[RouterApp], access: dict
     routes_text = routes_json(apps)
 
     def put(node: Node) -> str:
-        from fleet.services.dynos import write_file
+        from fleet.services.hosts import write_file
 
         metrics = access[node.name]
         config = render_config(apps, metrics)
@@ -231,15 +235,16 @@ def describe_rejection(config: str, output: str) -> str:
     return f"haproxy rejected the new config (in {who}); the old one keeps serving: {first}"
 
 
-def drain(fleet: Fleet, inv: Inventory, units: Collection[str]) -> None:
-    """Take dynos out of their backends, then wait until no request is in flight to them (at most drain_seconds)."""
+def drain(fleet: Fleet, inv: Inventory, ids: Collection[str], exclude: Collection[str] = ()) -> None:
+    """Take dynos (by id) out of their backends, then wait until no request is in flight to them (at most
+    drain_seconds); ``exclude``: more dynos to leave out of the router, not waited for."""
     routers = router_hosts(inv)
-    if not units or not routers:
+    if not ids or not routers:
         return
     leaving = sorted(
-        f"{backend_name(d.app)}/{server_name(d)}" for d in fleet.store.dynos() if d.unit in units and d.type == "web" and d.port
+        f"{backend_name(d.app)}/{server_name(d)}" for d in fleet.store.dynos() if d.id in ids and d.type == "web" and d.port
     )
-    sync(fleet, inv, exclude=units)
+    sync(fleet, inv, exclude={*ids, *exclude})
     if not leaving:
         return
     timeout = drain_seconds(fleet)

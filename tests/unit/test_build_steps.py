@@ -83,7 +83,7 @@ def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RemoteBuild
         return 0
 
     monkeypatch.setattr(builds, "stream_local", stream_local)
-    monkeypatch.setattr("fleet.services.dynos.ssh_argv", lambda fleet, host, tty: ("ssh", host.name))
+    monkeypatch.setattr("fleet.services.hosts.ssh_argv", lambda fleet, host, tty: ("ssh", host.name))
     runner = RemoteBuild(fleet, Node(name="b1", address="10.0.0.9"), work, "web", [Buildpack("bp", bp)], LIMITS, 60)
     ex.calls.clear()
     return runner, ex, streamed

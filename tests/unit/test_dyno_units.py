@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fleet.dyno.units import PREPARE, START, DynoSpec, UnitState, dyno_argv, listeners_argv, parse_listeners, render_unit
-from fleet.services.dynos import systemd_run_argv
+from fleet.dyno.units import (
+    PREPARE,
+    START,
+    DynoSpec,
+    UnitState,
+    dyno_argv,
+    dyno_state,
+    listeners_argv,
+    parse_listeners,
+    parse_systemctl_show,
+    render_unit,
+)
+from fleet.services.oneoff import systemd_run_argv
 
 GOLDEN = Path(__file__).parent / "golden"
 SHA = "ab" * 32
@@ -92,3 +103,29 @@ def test_listeners_are_asked_of_each_running_dyno_by_its_main_pid() -> None:
     }
     argv = listeners_argv(units)
     assert argv[:2] == ("sh", "-c") and argv[3:] == ("fleet-listeners", "fleet.shop.web.1.v7.service", "812")
+
+
+def test_memory_events_are_read_per_dyno_unit() -> None:
+    from fleet.dyno.units import parse_memory_events
+
+    text = (
+        "/sys/fs/cgroup/system.slice/fleet.shop.web.1.v7.service/memory.events high 12\n"
+        "/sys/fs/cgroup/system.slice/fleet.shop.worker.1.v7.service/memory.events high 0\n"
+        "/sys/fs/cgroup/system.slice/haproxy.service/memory.events high 4\n"  # not a dyno
+        "/sys/fs/cgroup/system.slice/fleet.shop.web.2.v7.service/memory.events \n"  # no such line: skipped
+    )
+    assert parse_memory_events(text) == {"fleet.shop.web.1.v7.service": 12, "fleet.shop.worker.1.v7.service": 0}
+
+
+def test_systemctl_show_gives_times_and_how_the_last_run_ended() -> None:
+    text = (
+        "Id=fleet.shop.web.1.v7.service\nLoadState=loaded\nActiveState=failed\nSubState=failed\nNRestarts=0\nMainPID=0\n"
+        "ExecMainStartTimestamp=@1764200000\nStateChangeTimestamp=@1764200042\nResult=oom-kill\n\n"
+        "Id=fleet.shop.web.2.v7.service\nLoadState=loaded\nActiveState=inactive\nSubState=dead\nNRestarts=0\nMainPID=0\n"
+        "ExecMainStartTimestamp=\nStateChangeTimestamp=\nResult=success\n"
+    )
+    states = parse_systemctl_show(text)
+    one, two = states["fleet.shop.web.1.v7.service"], states["fleet.shop.web.2.v7.service"]
+    assert (one.started_at, one.changed_at, one.result) == (1764200000.0, 1764200042.0, "oom-kill")
+    assert (two.started_at, two.changed_at, two.result) == (0.0, 0.0, "success")
+    assert dyno_state(one, True, False) == "crashed" and dyno_state(two, False, False) == "down"

@@ -486,3 +486,91 @@ def test_slugs_in_use_keeps_the_newest_per_app(store: Store) -> None:
     assert store.slugs_in_use(keep_per_app=2) == {"3" * 64, "4" * 64, "z" * 64, "1" * 64}
     assert store.slugs_in_use(keep_per_app=1) == {"4" * 64, "1" * 64}
     assert store.slugs_in_use(keep_per_app=10) == {f"{i}" * 64 for i in range(1, 5)} | {c * 64 for c in "xyz"}
+
+
+# -- leases, pid reuse (issue 11) ------------------------------------------------------------
+def test_lock_whose_pid_now_belongs_to_another_process_is_taken_over(store: Store, db_path: Path, actor: str) -> None:
+    """A pid that is alive but started at another time than the holder's is not the holder: the lock is stale."""
+    live = os.getppid()
+    insert_lock(db_path, "manager", "bob", socket.gethostname(), live, "manager.run", "2026-01-02T03:04:05.678+00:00")
+    db = raw(db_path)
+    try:
+        db.execute("UPDATE locks SET pid_start = '1' WHERE name = 'manager'")  # not the start time of that pid
+    finally:
+        db.close()
+    with store.lock("manager", "manager.run"):
+        assert lock_rows(db_path) == [("manager", actor, socket.gethostname(), os.getpid(), "manager.run")]
+
+
+def test_lock_of_the_same_live_process_by_start_time_is_held(store: Store, db_path: Path) -> None:
+    live = os.getppid()
+    insert_lock(db_path, "manager", "bob", socket.gethostname(), live, "manager.run", "2026-01-02T03:04:05.678+00:00")
+    db = raw(db_path)
+    try:
+        db.execute("UPDATE locks SET pid_start = ? WHERE name = 'manager'", (fleet.state.process_start(live),))
+    finally:
+        db.close()
+    with pytest.raises(LockHeld), store.lock("manager", "manager.run"):
+        pytest.fail("the lock was granted")
+
+
+def test_an_expired_lease_is_taken_over_even_from_another_machine(store: Store, db_path: Path, actor: str) -> None:
+    insert_lock(db_path, "manager", "bob", "laptop.example", DEAD_PID, "manager.run", "2026-01-02T03:04:05.678+00:00")
+    db = raw(db_path)
+    try:
+        db.execute("UPDATE locks SET expires_at = 1000 WHERE name = 'manager'")
+    finally:
+        db.close()
+    with store.lock("manager", "manager.run", lease=30):
+        assert lock_rows(db_path) == [("manager", actor, socket.gethostname(), os.getpid(), "manager.run")]
+
+
+def test_a_live_lease_is_held_and_says_when_it_ends(store: Store, db_path: Path) -> None:
+    insert_lock(db_path, "manager", "bob", "laptop.example", DEAD_PID, "manager.run", "2026-01-02T03:04:05.678+00:00")
+    db = raw(db_path)
+    try:
+        db.execute("UPDATE locks SET expires_at = 4102444800 WHERE name = 'manager'")  # 2100-01-01
+    finally:
+        db.close()
+    with pytest.raises(LockHeld) as info, store.lock("manager", "manager.run", lease=30):
+        pytest.fail("the lease was granted")
+    assert "its lease ends 2100-01-01T00:00:00+00:00" in str(info.value)
+
+
+def test_renew_extends_only_a_lease_this_process_holds(store: Store, db_path: Path) -> None:
+    assert store.renew("manager", 30) is False
+    with store.lock("manager", "manager.run", lease=1):
+        db = raw(db_path)
+        try:
+            before = db.execute("SELECT expires_at FROM locks").fetchone()[0]
+            assert store.renew("manager", 60) is True
+            after = db.execute("SELECT expires_at FROM locks").fetchone()[0]
+        finally:
+            db.close()
+        assert after - before > 55
+
+
+def test_host_probe_drain_and_restart_counts(store: Store) -> None:
+    assert store.host("node1").health == "up" and store.hosts() == {}
+    store.put_host_probe("node1", "down", 3, "no answer within 3s")
+    assert store.down_hosts() == {"node1"}
+    rec = store.host("node1")
+    assert (rec.health, rec.misses, rec.detail) == ("down", 3, "no answer within 3s")
+    assert store.set_draining("node2", False) is False and "node2" not in store.hosts()  # nothing to undrain
+    assert store.set_draining("node2", True) is True and store.set_draining("node2", True) is False
+    assert store.host("node2").draining and store.host("node2").health == "up"
+    store.set_host_health("node1", "up")
+    assert store.down_hosts() == set()
+    store.create_app("shop")
+    from fleet.model import DynoRecord
+
+    store.add_dyno(DynoRecord("d1", "shop", "web", 1, 1, "node1", 20000, "standard-1x", "fleet.shop.web.1.v1.service", "t"))
+    store.add_dyno(DynoRecord("d2", "shop", "web", 1, 1, "node2", 20000, "standard-1x", "fleet.shop.web.1.v1.service", "t"))
+    store.set_dyno_restarts("d1", 3, 1000.0)
+    store.set_dyno_restarts("gone", 1, 1000.0)  # a dyno fleet forgot meanwhile: nothing recorded
+    assert store.dyno_restarts() == {"d1": 3}
+    store.remove_dyno("d1")
+    assert store.dyno_restarts() == {}
+    store.set_dyno_restarts("d2", 2, 1000.0)
+    store.reset_dyno_restarts("shop")
+    assert store.dyno_restarts() == {}

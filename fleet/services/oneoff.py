@@ -1,0 +1,95 @@
+"""One-off dynos: `fleet run` and the release phase, as transient units of the current release.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable
+
+from fleet.context import Fleet
+from fleet.dyno.units import (
+    DEFAULT_SIZE,
+    SIZES,
+    DynoSpec,
+    dyno_argv,
+    limit_properties,
+)
+from fleet.errors import FleetError, UsageError
+from fleet.model import Inventory, Node, Release, new_dyno_id
+from fleet.services.hosts import host_memory, ssh_argv, usable_hosts
+from fleet.services.shipping import prepare_hosts
+
+log = logging.getLogger(__name__)
+Output = Callable[[str], None]
+
+
+def current_or_fail(fleet: Fleet, app: str) -> Release:
+    fleet.store.app(app)
+    release = fleet.store.current_release(app)
+    if release is None or release.slug_sha256 is None:
+        raise FleetError(f"{app} has no release with code yet: git push or `fleet deploy -a {app}` first")
+    return release
+
+
+def _one_off(fleet: Fleet, release: Release) -> DynoSpec:
+    index = int.from_bytes(os.urandom(2), "big") % 9000 + 1000
+    uid = fleet.store.app_uid(release.app)
+    slug = release.slug_sha256 or ""
+    return DynoSpec(release.app, "run", index, release.version, slug, None, DEFAULT_SIZE, new_dyno_id(), uid, fleet.settings.dyno_network)
+
+
+def _run_host(fleet: Fleet, inv: Inventory) -> Node:
+    hosts = usable_hosts(fleet, inv)
+    memory = host_memory(fleet, hosts)
+    usable = [n for n in hosts if n.name in memory]
+    if not usable:
+        raise FleetError("no dyno host is reachable")
+    used = {n.name: sum(SIZES[d.size] for d in fleet.store.dynos() if d.host == n.name) for n in usable}
+    return max(usable, key=lambda n: (memory[n.name] - used[n.name], n.name))
+
+
+def systemd_run_argv(spec: DynoSpec, command: str, mode: str, max_seconds: float) -> tuple[str, ...]:
+    """A one-off dyno as a transient unit: never restarted, removed when it exits, stopped after ``max_seconds``."""
+    argv = ["systemd-run", f"--unit={spec.unit}", "--collect", "--quiet", "--service-type=exec",
+            *[f"--property={key}={value}" for key, value in limit_properties(spec)],
+            f"--property=RuntimeMaxSec={max_seconds:g}", "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=30"]  # fmt: skip
+    if mode == "pty":
+        argv += ["--pty", "--wait"]
+    elif mode == "pipe":
+        argv += ["--pipe", "--wait"]
+    console = {"pty": "interactive", "pipe": "pipe", "detached": "passive"}[mode]
+    return (*argv, *dyno_argv(spec, command, console))
+
+
+def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
+    inv = fleet.inventory()
+    host = _run_host(fleet, inv)
+    prepare_hosts(fleet, [host], release, on_line)
+    spec = _one_off(fleet, release)
+    argv = systemd_run_argv(spec, release.types["release"], "pipe", fleet.settings.run_max_seconds)
+    res = fleet.executor.run(host, argv, timeout=3600, check=False)
+    for line in (res.stdout + res.stderr).splitlines():
+        on_line(f"       {line}")
+    return res.code
+
+
+def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Output) -> int:
+    if not command or not any(c.strip() for c in command):
+        raise UsageError("fleet run needs a command, e.g. `fleet run -a APP -- python manage.py migrate`")
+    cmd = command[0] if len(command) == 1 else shlex.join(command)
+    release = current_or_fail(fleet, app)
+    inv = fleet.inventory()
+    host = _run_host(fleet, inv)
+    prepare_hosts(fleet, [host], release, lambda line: None)
+    spec = _one_off(fleet, release)
+    if detached:
+        fleet.executor.run(host, systemd_run_argv(spec, cmd, "detached", fleet.settings.run_max_seconds))
+        on_line(f"Running `{cmd}` detached on {app}... up, {spec.name} on {host.name}; its output goes to the logs")
+        return 0
+    mode = "pty" if sys.stdin.isatty() and sys.stdout.isatty() else "pipe"
+    ssh = [*ssh_argv(fleet, host, tty=mode == "pty"), shlex.join(systemd_run_argv(spec, cmd, mode, fleet.settings.run_max_seconds))]
+    return subprocess.call(ssh)

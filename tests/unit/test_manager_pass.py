@@ -1,0 +1,163 @@
+"""The manager's pass as a service, over a recording executor (no SSH): what it runs on which host when a
+dyno crashed, when a host stops answering (down after K misses, its dynos replaced elsewhere), and when it
+answers again (fenced before use). The hosts' answers are scripted: systemctl's view of each host's units."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from fleet.context import Fleet
+from fleet.errors import HostUnreachable
+from fleet.exec.base import CommandResult
+from fleet.exec.recording import Call, RecordingExecutor
+from fleet.model import DynoRecord
+from fleet.services import manager
+from fleet.settings import Settings
+
+INVENTORY = """\
+all:
+  vars:
+    ansible_user: root
+  children:
+    dyno_hosts:
+      hosts:
+        node1: {ansible_host: 192.0.2.1, fleet_memory_mb: 2048}
+        node2: {ansible_host: 192.0.2.2, fleet_memory_mb: 2048}
+"""
+UNIT = "fleet.shop.worker.1.v1.service"
+
+
+class Hosts:
+    """Each host's fleet units as systemctl shows them; a host in ``down`` does not answer at all."""
+
+    def __init__(self) -> None:
+        self.units: dict[str, dict[str, tuple[str, str, str]]] = {"node1": {}, "node2": {}}  # unit -> active, sub, result
+        self.down: set[str] = set()
+        self.over_quota: dict[str, dict[str, int]] = {}  # host -> unit -> times over its MemoryHigh
+        self.started = int(time.time()) - 60  # every unit started a minute ago (no cycle is due)
+
+    def respond(self, call: Call) -> CommandResult:
+        if call.host in self.down:
+            raise HostUnreachable(call.host, "no answer on 192.0.2.x:22 within 5s")
+        argv, units = call.argv, self.units[call.host]
+        out = ""
+        if argv[:2] == ("systemctl", "show"):
+            out = "\n\n".join(
+                f"Id={u}\nLoadState=loaded\nActiveState={a}\nSubState={s}\nNRestarts=0\nMainPID={4242 if a == 'active' else 0}\n"
+                f"ExecMainStartTimestamp=@{self.started}\nStateChangeTimestamp=@{self.started + 10}\nResult={r}"
+                for u, (a, s, r) in units.items()
+            )
+        elif argv[:2] == ("sh", "-c") and "memory.events" in argv[2]:
+            out = "".join(f"/sys/fs/cgroup/system.slice/{u}/memory.events high {n}\n" for u, n in self.over_quota.get(call.host, {}).items())
+        elif argv[:2] == ("systemctl", "restart"):
+            for u in argv[2:]:
+                units[u] = ("active", "running", "success")
+        elif argv[:3] == ("systemctl", "disable", "--now"):
+            for u in argv[3:]:
+                units.pop(u, None)
+        return CommandResult(call.host, argv, 0, out, "")
+
+
+@pytest.fixture
+def hosts() -> Hosts:
+    return Hosts()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, hosts: Hosts, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fleet]:
+    for key, value in {"FLEET_HOST_DOWN_AFTER": "2", "FLEET_PROBE_TIMEOUT": "1", "FLEET_PROBE_INTERVAL": "1"}.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "inventory.yml").write_text(INVENTORY)
+    f = Fleet(Settings(tmp_path / "home", str(tmp_path / "inventory.yml")), RecordingExecutor(hosts.respond))
+    store = f.store
+    store.create_app("shop")
+    store.add_release("shop", slug="ab" * 32, build_number=1, commit="c0ffee", process_types={"worker": "python3 w.py"},
+                      config={}, description="Deploy c0ffee")  # fmt: skip
+    store.set_release_status("shop", 1, "succeeded")
+    store.set_formation("shop", {"worker": (1, "standard-1x")})
+    store.add_dyno(DynoRecord("d1", "shop", "worker", 1, 1, "node1", None, "standard-1x", UNIT, "2026-11-27T00:00:00+00:00"))
+    yield f
+    f.close()
+
+
+def ran(fleet: Fleet, host: str, *prefix: str) -> list[tuple[str, ...]]:
+    assert isinstance(fleet.executor, RecordingExecutor)
+    return [c.argv for c in fleet.executor.calls if c.host == host and c.argv[: len(prefix)] == prefix]
+
+
+def test_nothing_to_do_runs_nothing_but_the_probe(fleet: Fleet, hosts: Hosts) -> None:
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    [report] = manager.run(fleet)
+    assert report.steps == [] and report.actions == [] and report.errors == []
+    assert {c.argv[:2] for c in fleet.executor.calls} <= {("systemctl", "show"), ("sh", "-c")}  # type: ignore[attr-defined]
+    assert [p.outcome for p in fleet.store.passes()] == ["idle"]
+
+
+def test_a_crashed_dyno_is_restarted_on_its_host_and_its_count_kept(fleet: Fleet, hosts: Hosts) -> None:
+    hosts.units["node1"][UNIT] = ("failed", "failed", "exit-code")
+    [report] = manager.run(fleet)
+    assert ran(fleet, "node1", "systemctl", "restart") == [("systemctl", "restart", UNIT)]
+    assert ran(fleet, "node2", "systemctl", "restart") == []
+    assert report.actions == ["shop: worker.1 on node1: worker.1 crashed: restart 1 (after 0 s)"]
+    assert fleet.store.dyno_restarts() == {"d1": 1}
+    entry = fleet.store.audit_entries()[-1]
+    assert (entry.command, entry.args, entry.outcome) == ("manager.restart", {"app": "shop", "dyno": "worker.1", "host": "node1"}, "ok")
+    journal = ran(fleet, "node1", "logger")
+    assert journal == [("logger", "-t", "shop.worker.1", "--", "State changed from crashed to starting")]
+
+
+def test_a_dyno_killed_at_its_memory_limit_is_logged_r15(fleet: Fleet, hosts: Hosts) -> None:
+    hosts.units["node1"][UNIT] = ("failed", "failed", "oom-kill")
+    manager.run(fleet)
+    said = [argv[-1] for argv in ran(fleet, "node1", "logger")]
+    assert said == ["Error R15 (Memory quota vastly exceeded)", "Stopping process with SIGKILL", "State changed from crashed to starting"]
+
+
+def test_a_host_that_stops_answering_is_down_after_k_misses_then_its_dynos_move_and_it_is_fenced(
+    fleet: Fleet, hosts: Hosts
+) -> None:
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    hosts.down.add("node1")
+    [first] = manager.run(fleet)
+    assert first.hosts == {"node1": "up", "node2": "up"} and first.steps == []  # one miss: not down yet
+    assert ran(fleet, "node2", "systemctl", "restart") == []
+    [second] = manager.run(fleet)
+    assert second.hosts["node1"] == "down"
+    assert fleet.store.down_hosts() == {"node1"}
+    # the replacement: slug and release files, its unit written, enabled and started on node2, then the old forgotten
+    assert ran(fleet, "node2", "systemctl", "restart") == [("systemctl", "restart", UNIT)]
+    [d] = fleet.store.dynos("shop")
+    assert (d.host, d.unit) == ("node2", UNIT) and d.id != "d1"
+    assert second.actions[0].startswith("host node1 is down: 2 probes in a row missed (")
+    assert "shop: worker.1 on node1 forgotten (worker.1 was on node1, which is down)" in " ".join(second.actions)
+    # node1 answers again, its old copy still running: stopped before node1 is used again
+    hosts.down.discard("node1")
+    [third] = manager.run(fleet)
+    assert ran(fleet, "node1", "systemctl", "disable", "--now") == [("systemctl", "disable", "--now", UNIT)]
+    assert third.hosts["node1"] == "up" and fleet.store.host("node1").health == "up"
+    assert [a for a in third.actions if "fenced" in a] == [f"host node1 fenced (stopped {UNIT}); back in use"]
+    assert [x.host for x in fleet.store.dynos("shop")] == ["node2"]
+
+
+def test_a_dry_run_changes_nothing(fleet: Fleet, hosts: Hosts) -> None:
+    hosts.units["node1"][UNIT] = ("failed", "failed", "exit-code")
+    lines: list[str] = []
+    [report] = manager.run(fleet, dry_run=True, on_line=lines.append)
+    assert lines == ["would: restart shop worker.1 on node1: worker.1 crashed: restart 1 (after 0 s)"]
+    assert ran(fleet, "node1", "systemctl", "restart") == [] and fleet.store.dyno_restarts() == {}
+    assert fleet.store.passes() == [] and fleet.store.audit_entries() == []
+    assert report.steps
+
+
+def test_a_dyno_over_its_soft_memory_limit_is_logged_r14_once_per_new_excess(fleet: Fleet, hosts: Hosts) -> None:
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    hosts.over_quota["node1"] = {UNIT: 3}
+    reports = manager.run(fleet, watch=2.5)  # the passes of one watcher share what they saw: the same 3 is said once
+    assert len(reports) >= 2
+    said = [argv[-1] for argv in ran(fleet, "node1", "logger")]
+    assert said == ["Error R14 (Memory quota exceeded)"]
+    assert [e.command for e in fleet.store.audit_entries()] == ["manager.memory"]
