@@ -44,7 +44,8 @@ class Settings:
             return raw, f"FLEET_{key.upper()}"
         return self.read_config().get(key), f"{self.config_file}: {key}"
 
-    def number(self, key: str, default: float) -> float:
+    def number(self, key: str, default: float, zero: bool = False) -> float:
+        """A positive number (``zero``: or 0)."""
         raw, source = self._raw(key)
         if raw is None:
             return default
@@ -52,8 +53,8 @@ class Settings:
             value = float(raw)
         except (TypeError, ValueError):
             raise ConfigError(source, "", f"must be a number, got {raw!r}") from None
-        if not math.isfinite(value) or value <= 0:
-            raise ConfigError(source, "", f"must be a number above 0, got {raw!r}")
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise ConfigError(source, "", f"must be a number {'of 0 or more' if zero else 'above 0'}, got {raw!r}")
         return value
 
     @property

@@ -186,7 +186,7 @@ def dyno_argv(spec: DynoSpec, command: str | None = None, console: str | None = 
 def limit_properties(spec: DynoSpec) -> tuple[tuple[str, str], ...]:
     """systemd resource properties of a dyno's unit, from its size."""
     return (
-        ("MemoryHigh", f"{spec.memory_mb * 9 // 10}M"),  # over its quota: reclaimed hard, and R14 (dyno manager)
+        ("MemoryHigh", f"{soft_quota_mb(spec.size)}M"),  # over its quota (cgroup v2: reclaimed hard), and R14
         ("MemoryMax", f"{spec.memory_mb}M"),  # at the limit: killed, and R15
         ("MemorySwapMax", "0"),
         ("CPUWeight", str(CPU_WEIGHTS[spec.size])),
@@ -202,6 +202,15 @@ def _systemd_quote(arg: str) -> str:
     return f'"{escaped}"'
 
 
+#: After the dyno's process ended, while its cgroup still exists: Heroku's R15 line in the dyno's log if the kernel
+#: killed a process of it at its memory limit (systemd reports the container's exit status, not the kill).
+R15_REPORT = (
+    "/bin/sh -c 'n=$$(cat /sys/fs/cgroup/system.slice/%n/memory.events /sys/fs/cgroup/memory/system.slice/%n/memory.oom_control"
+    ' 2>/dev/null | sed -n "s/^oom_kill //p" | head -n 1);'
+    ' [ "$${n:-0}" -eq 0 ] || echo "Error R15 (Memory quota vastly exceeded)"\''
+)
+
+
 def render_unit(spec: DynoSpec) -> str:
     exec_start = " ".join(_systemd_quote(a) for a in dyno_argv(spec))
     limits = "".join(f"{key}={value}\n" for key, value in limit_properties(spec))
@@ -214,6 +223,7 @@ def render_unit(spec: DynoSpec) -> str:
         "StartLimitIntervalSec=0\n\n"
         "[Service]\n"
         f"ExecStart={exec_start}\n"
+        f"ExecStopPost={R15_REPORT}\n"
         "Restart=no\n"  # fleet's dyno manager restarts a crashed dyno, per its backoff (fleet/dyno/backoff.py)
         "KillSignal=SIGTERM\n"
         f"TimeoutStopSec={STOP_TIMEOUT}\n"
@@ -309,24 +319,31 @@ def _unix_time(value: str) -> float:
         return 0.0
 
 
-#: Each dyno unit's count of times it went over its MemoryHigh (the kernel's memory.events "high").
-MEMORY_EVENTS = 'for f in /sys/fs/cgroup/system.slice/fleet.*.service/memory.events; do [ -r "$f" ] && echo "$f $(grep "^high " "$f")"; done; true'
+#: Each dyno unit's memory use in bytes, from its cgroup (v2: memory.current; v1, hybrid hosts: memory.usage_in_bytes).
+MEMORY_USAGE = (
+    "for d in /sys/fs/cgroup/system.slice/fleet.*.service /sys/fs/cgroup/memory/system.slice/fleet.*.service; do"
+    ' if [ -r "$d/memory.current" ]; then echo "${d##*/} $(cat "$d/memory.current")";'
+    ' elif [ -r "$d/memory.usage_in_bytes" ]; then echo "${d##*/} $(cat "$d/memory.usage_in_bytes")"; fi; done; true'
+)
 
 
-def memory_events_argv() -> tuple[str, ...]:
-    return ("sh", "-c", MEMORY_EVENTS)
+def memory_usage_argv() -> tuple[str, ...]:
+    return ("sh", "-c", MEMORY_USAGE)
 
 
-def parse_memory_events(text: str) -> dict[str, int]:
-    """unit -> times over its soft memory limit, from MEMORY_EVENTS's output."""
+def parse_memory_usage(text: str) -> dict[str, int]:
+    """unit -> bytes in use, from MEMORY_USAGE's output."""
     out = {}
     for line in text.splitlines():
         fields = line.split()
-        if len(fields) == 3 and fields[1] == "high" and fields[2].isdigit():
-            unit = fields[0].rsplit("/", 2)[-2]
-            if UNIT_RE.match(unit):
-                out[unit] = int(fields[2])
+        if len(fields) == 2 and fields[1].isdigit() and UNIT_RE.match(fields[0]):
+            out[fields[0]] = int(fields[1])
     return out
+
+
+def soft_quota_mb(size: str) -> int:
+    """Over this a dyno is over its memory quota (R14); at its size it is killed (R15)."""
+    return SIZES[size] * 9 // 10
 
 
 LISTENERS = 'ss -Hltn; echo --; while [ $# -gt 1 ]; do nsenter -t "$2" -n ss -Hltn 2>/dev/null | sed "s/^/$1 /"; shift 2; done'

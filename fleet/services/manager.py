@@ -51,7 +51,7 @@ from fleet.dyno.steps import (
     Unplaced,
     WaitUp,
 )
-from fleet.dyno.units import SIZES, dyno_state, memory_events_argv, parse_memory_events, parse_unit_name
+from fleet.dyno.units import SIZES, dyno_state, memory_usage_argv, parse_memory_usage, parse_unit_name, soft_quota_mb
 from fleet.errors import FleetError, LockHeld, UsageError
 from fleet.exec.base import fan_out
 from fleet.model import DynoRecord, Node, Release, new_dyno_id
@@ -64,6 +64,8 @@ Output = Callable[[str], None]
 
 LEASE = "manager"
 LEASE_SECONDS = 30.0
+R14_EVERY = 60.0  # seconds between two R14 lines of one dyno while it stays over its quota
+REPORT_EVERY = 60.0  # seconds between two identical reports (no room, a cycle skipped) of one watcher
 CRON_DIR = Path("/etc/cron.d")
 SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9/._+-]*")
 
@@ -83,7 +85,7 @@ def manager_settings(fleet: Fleet) -> ManagerSettings:
         backoff_cap=s.number("backoff_cap_seconds", 300),
         backoff_reset=s.number("backoff_reset_seconds", 600),
         cycle_every=s.number("cycle_hours", 24) * 3600,
-        cycle_jitter=s.number("cycle_jitter_minutes", 216) * 60,
+        cycle_jitter=s.number("cycle_jitter_minutes", 216, zero=True) * 60,
     )
     down_after = s.whole_number("host_down_after", 3)
     if down_after < 1:
@@ -139,12 +141,13 @@ def run(fleet: Fleet, *, dry_run: bool = False, watch: float = 0.0, on_line: Out
         return [Pass(fleet, settings, dry_run=True, on_line=on_line).run()]
     reports: list[PassReport] = []
     memory: dict[str, int] = {}
-    over_quota: dict[tuple[str, str], int] = {}
+    over_quota: dict[tuple[str, str], float] = {}
+    said: dict[str, float] = {}
     with lease(fleet, "manager.run" + (f" --watch {watch:g}" if watch else "")) as renewer:
         end = time.monotonic() + watch
         while True:
             started = time.monotonic()
-            reports.append(Pass(fleet, settings, on_line=on_line, memory=memory, over_quota=over_quota).run())
+            reports.append(Pass(fleet, settings, on_line=on_line, memory=memory, over_quota=over_quota, said=said).run())
             if renewer.lost:
                 on_line("the manager's lease was taken over; this watcher stops")
                 break
@@ -159,11 +162,13 @@ def run(fleet: Fleet, *, dry_run: bool = False, watch: float = 0.0, on_line: Out
 class Pass:
     def __init__(
         self, fleet: Fleet, settings: ManagerSettings, *, dry_run: bool = False, on_line: Output = lambda s: None,
-        memory: dict[str, int] | None = None, over_quota: dict[tuple[str, str], int] | None = None,
+        memory: dict[str, int] | None = None, over_quota: dict[tuple[str, str], float] | None = None,
+        said: dict[str, float] | None = None,
     ) -> None:  # fmt: skip
         self.fleet, self.settings, self.dry_run, self.on_line = fleet, settings, dry_run, on_line
         self.memory = {} if memory is None else memory  # host -> MB, kept across the passes of a watcher
-        self.over_quota = {} if over_quota is None else over_quota  # (host, unit) -> times over its soft memory limit
+        self.over_quota = {} if over_quota is None else over_quota  # (host, unit) -> when R14 was last said
+        self.said = {} if said is None else said  # a report -> when it was last said
         self.report = PassReport()
         self.records: dict[str, DynoRecord] = {}
         self.made: dict[tuple[str, str, int, int, str], DynoRecord] = {}
@@ -405,40 +410,40 @@ class Pass:
                 return
             d = crashed
             node = self.inv.node(d.host)
-            unit = self.views.get(d.host, HostView({}, {})).units.get(d.unit)
-            oom = unit is not None and unit.result == "oom-kill"
             fleet.executor.run(node, ("systemctl", "reset-failed", d.unit), check=False)
             fleet.executor.run(node, ("systemctl", "restart", d.unit), timeout=90)
             store.set_dyno_restarts(d.id, step.attempt, self.now)
-            lines = ["Error R15 (Memory quota vastly exceeded)", "Stopping process with SIGKILL"] if oom else []
+            # (a kill at the memory limit was said by the unit itself: R15, see fleet.dyno.units.R15_REPORT)
             self.act("restart", d.app, d, f"{d.app}: {d.name} on {d.host}: {step.reason}",
-                     journal=[*lines, "State changed from crashed to starting" if step.attempt else "Restarting"])  # fmt: skip
+                     journal=["State changed from crashed to starting" if step.attempt else "Restarting"])  # fmt: skip
         elif isinstance(step, SkipCycle):
-            self.act("cycle-skipped", step.dyno.app, self.resolve(step.dyno), f"{step.dyno.app}: cycling {step.dyno.name} skipped: {step.reason}",
+            self.report_once("cycle-skipped", step.dyno.app, self.resolve(step.dyno), f"{step.dyno.app}: cycling {step.dyno.name} skipped: {step.reason}",
                      journal=[f"Cycling skipped: {step.reason}"])  # fmt: skip
         elif isinstance(step, Unplaced):
-            self.act("unplaced", step.app, None, f"{step.app}: {', '.join(step.dynos)} not running: {step.reason}")
+            self.report_once("unplaced", step.app, None, f"{step.app}: no room for {', '.join(step.dynos)}: {step.reason}")
         elif isinstance(step, FailRelease):
             store.set_release_status(step.app, step.version, "failed")
             self.act("release", step.app, None, f"{step.app}: v{step.version} failed: {step.reason}")
 
     def memory_quota(self) -> None:
-        """R14: a dyno that went over its soft memory limit (MemoryHigh) since the last look is said, once per look."""
+        """R14: a dyno using more than its soft quota (90% of its size) is said, at most once a minute while it does."""
         nodes = [self.nodes[h] for h in self.views]
 
         def look(node: Node) -> dict[str, int]:
-            return parse_memory_events(self.fleet.executor.run(node, memory_events_argv(), timeout=self.settings.probe_timeout).stdout)
+            return parse_memory_usage(self.fleet.executor.run(node, memory_usage_argv(), timeout=self.settings.probe_timeout).stdout)
 
-        found = fan_out(nodes, look, max_parallel=self.fleet.settings.max_parallel, deadline=self.settings.probe_timeout + 1)
+        found = fan_out(nodes, look, max_parallel=self.fleet.settings.max_parallel, deadline=self.settings.probe_timeout + 0.5)
         by_unit = {(d.host, d.unit): d for d in self.records.values()}
-        for host, counts in sorted(found.ok.items()):
-            for unit, count in sorted(counts.items()):
-                before = self.over_quota.get((host, unit))
-                self.over_quota[(host, unit)] = count
+        for host, usage in sorted(found.ok.items()):
+            for unit, used in sorted(usage.items()):
                 d = by_unit.get((host, unit))
-                if d is not None and count > (before or 0):
-                    self.act("memory", d.app, d, f"{d.app}: {d.name} on {d.host} is over its memory quota "
-                             f"({SIZES[d.size]} MB, {d.size})", journal=["Error R14 (Memory quota exceeded)"])  # fmt: skip
+                if d is None or used <= soft_quota_mb(d.size) * 2**20:
+                    continue
+                if self.now - self.over_quota.get((host, unit), 0.0) < R14_EVERY:
+                    continue
+                self.over_quota[(host, unit)] = self.now
+                self.act("memory", d.app, d, f"{d.app}: {d.name} on {d.host} is over its memory quota: {used >> 20} MB "
+                         f"of {SIZES[d.size]} MB ({d.size})", journal=["Error R14 (Memory quota exceeded)"])  # fmt: skip
 
     def stop(self, step: StopDyno) -> None:
         ref, store = step.dyno, self.fleet.store
@@ -486,6 +491,13 @@ class Pass:
         elif isinstance(dyno, str):
             args["host"] = dyno
         self.fleet.audit(f"manager.{kind}", args, "ok", text)
+
+    def report_once(self, kind: str, app: str, dyno: DynoRecord | None, text: str, journal: list[str] | None = None) -> None:
+        """A report (nothing changed) said once a minute while it stays true, not at every pass of a watcher."""
+        if self.now - self.said.get(text, 0.0) < REPORT_EVERY:
+            return
+        self.said[text] = self.now
+        self.act(kind, app, dyno, text, journal)
 
     def journal(self, d: DynoRecord, message: str) -> None:
         """A platform line in the host's journal under the dyno's identifier (APP.web.1), best effort."""

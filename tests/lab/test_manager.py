@@ -84,9 +84,18 @@ def watcher(home: Path, seconds: float, env: dict[str, str] | None = None) -> It
             proc.communicate()
 
 
-def audit(home: Path, prefix: str = "manager.", limit: int = 400) -> list[dict[str, Any]]:
+def audit(home: Path, prefix: str = "manager.", limit: int = 400, after: int = 0) -> list[dict[str, Any]]:
+    """Audit entries whose command starts with ``prefix`` (and whose id is above ``after``), oldest first."""
     entries = json.loads(fleet_ok(home, "audit", "--json", "--limit", str(limit)))
-    return [e for e in entries if str(e["command"]).startswith(prefix)]
+    return [e for e in entries if str(e["command"]).startswith(prefix) and int(e["id"]) > after]
+
+
+def last_audit_id(home: Path) -> int:
+    return max([int(e["id"]) for e in audit(home, "", limit=1)] or [0])
+
+
+def fenced(home: Path, host: str, after: int) -> list[dict[str, Any]]:
+    return [e for e in audit(home, "manager.fence", limit=60, after=after) if e["args"].get("host") == host]
 
 
 def wait_for(what: str, check: object, timeout: float, every: float = 1.0) -> float:
@@ -143,6 +152,9 @@ def mgr(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     for app in json.loads(fleet_ok(lab, "apps.list", "--json")):
         name = app["name"] if isinstance(app, dict) else app
         fleet_ok(lab, "apps.destroy", name, "--confirm", name)
+    for node in ("node1", "node2", "node3"):
+        fleet_ok(lab, "nodes.undrain", node)
+    fleet_ok(lab, "manager.run", env=FAST)  # every host answers: up (a host an earlier run left down is fenced)
     src = write_app(tmp_path_factory.mktemp("mgr") / "src", WEB_APP)
     fleet_ok(lab, "apps.create", APP)
     fleet_ok(lab, "deploy", "-a", APP, str(src))
@@ -172,12 +184,13 @@ def test_a_crash_looping_dyno_restarts_on_the_backoff_and_nothing_else_moves(lab
     others = {str(d["name"]): d for d in ps(lab, mgr)}
     pids = {name: _ssh(lab, str(d["host"]), "systemctl", "show", "-p", "MainPID", "--value", str(d["unit"])) for name, d in others.items()}
     seen_states: set[str] = set()
-    with watcher(lab, 40):
-        end = time.monotonic() + 36
+    mark = last_audit_id(lab)
+    with watcher(lab, 34):
+        end = time.monotonic() + 31
         while time.monotonic() < end:
             seen_states |= {str(d["state"]) for d in ps(lab, "crashy")}
             time.sleep(1)
-    restarts = [e for e in audit(lab, "manager.restart") if e["args"].get("app") == "crashy"]
+    restarts = [e for e in audit(lab, "manager.restart", after=mark) if e["args"].get("app") == "crashy"]
     waits = [float(str(e["detail"]).rsplit("(after ", 1)[1].split(" s)")[0]) for e in restarts]
     assert waits[:4] == [0, 2, 4, 8], [e["detail"] for e in restarts]
     assert all(w == 8 for w in waits[4:]), waits  # the cap
@@ -196,18 +209,25 @@ def test_a_crash_looping_dyno_restarts_on_the_backoff_and_nothing_else_moves(lab
     fleet_ok(lab, "apps.destroy", "crashy", "--confirm", "crashy")
 
 
-def test_a_dyno_over_its_memory_is_killed_restarted_and_logged_r15(lab: Path, mgr: str, tmp_path: Path) -> None:
+def test_memory_over_quota_is_r14_and_at_the_limit_r15_killed_and_restarted(lab: Path, mgr: str, tmp_path: Path) -> None:
+    """standard-1x: 512 MB. A dyno holding 480 MB (over its 460 MB soft quota) keeps running and is logged R14;
+    one that touches 900 MB is killed at 512 MB, logged R15 and restarted by the manager."""
     hog = "import time\nb = bytearray(900 * 2**20)\ntime.sleep(3600)\n"
-    src = write_app(tmp_path / "hog", {"Procfile": "worker: sleep 2; python3 hog.py\n", "hog.py": hog})
+    steady = "import time\nb = bytearray(480 * 2**20)\nprint('holding', len(b) >> 20, flush=True)\ntime.sleep(3600)\n"
+    procfile = "worker: sleep 2; python3 hog.py\nsteady: python3 steady.py\n"
+    src = write_app(tmp_path / "hog", {"Procfile": procfile, "hog.py": hog, "steady.py": steady})
     fleet_ok(lab, "apps.create", "hog")
     fleet_ok(lab, "deploy", "-a", "hog", str(src))
-    fleet_ok(lab, "ps.scale", "-a", "hog", "worker=1")
-    [dyno] = ps(lab, "hog")
-    with watcher(lab, 15):
-        time.sleep(14)
-    journal = _ssh(lab, str(dyno["host"]), "journalctl", "--no-pager", "-o", "cat", "-t", "hog.worker.1")
-    assert "Error R15 (Memory quota vastly exceeded)" in journal, journal[-2000:]
-    assert "State changed from crashed to starting" in journal
+    fleet_ok(lab, "ps.scale", "-a", "hog", "worker=1", "steady=1")
+    dynos = {str(d["name"]): d for d in ps(lab, "hog")}
+    with watcher(lab, 12):
+        time.sleep(11)
+    killed = _ssh(lab, str(dynos["worker.1"]["host"]), "journalctl", "--no-pager", "-o", "cat", "-t", "hog.worker.1")
+    assert "Error R15 (Memory quota vastly exceeded)" in killed, killed[-2000:]
+    assert "State changed from crashed to starting" in killed
+    held = _ssh(lab, str(dynos["steady.1"]["host"]), "journalctl", "--no-pager", "-o", "cat", "-t", "hog.steady.1")
+    assert "holding 480" in held and "Error R14 (Memory quota exceeded)" in held and "R15" not in held, held[-2000:]
+    assert next(d for d in ps(lab, "hog") if d["name"] == "steady.1")["state"] == "up"
     fleet_ok(lab, "apps.destroy", "hog", "--confirm", "hog")
 
 
@@ -215,6 +235,7 @@ def test_a_power_cut_host_is_marked_down_and_its_dynos_move_within_seconds(lab: 
     victim = "node3"
     assert any(d["host"] == victim for d in webs(lab))
     load = Load()
+    mark = last_audit_id(lab)
     with watcher(lab, 90):
         time.sleep(3)  # the watcher has probed everything once
         load.start()
@@ -242,8 +263,7 @@ def test_a_power_cut_host_is_marked_down_and_its_dynos_move_within_seconds(lab: 
     fleet_ok(lab, "lab.up", "--nodes", "3", timeout=600)
     fleet_ok(lab, "nodes.provision", "--node", victim, timeout=600)
     with watcher(lab, 20):
-        wait_for(f"{victim} fenced", lambda: any(e["args"].get("host") == victim for e in audit(lab, "manager.fence")),
-                 timeout=20)  # fmt: skip
+        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=20)
     units = _ssh(lab, victim, "sh", "-c", "systemctl list-units --plain --no-legend --state=active 'fleet.mgr.*' || true")
     assert "fleet.mgr." not in units, units
     assert json.loads(fleet_ok(lab, "manager.status", "--json"))["hosts"][2]["health"] == "up"
@@ -257,6 +277,7 @@ def test_a_partitioned_host_is_fenced_after_heal_so_no_dyno_runs_twice(lab: Path
         on_victim = [d for d in ps(lab, mgr) if d["host"] == victim]
     assert on_victim, ps(lab, mgr)
     names = sorted(str(d["name"]) for d in ps(lab, mgr))
+    mark = last_audit_id(lab)
     with watcher(lab, 120):
         time.sleep(3)
         fleet_ok(lab, "lab.partition", victim)
@@ -266,15 +287,35 @@ def test_a_partitioned_host_is_fenced_after_heal_so_no_dyno_runs_twice(lab: Path
         finally:
             fleet_ok(lab, "lab.heal", victim)
         # the old copies kept running on the partitioned host; the manager stops them before using it again
-        wait_for(f"{victim} fenced", lambda: any(e["args"].get("host") == victim for e in audit(lab, "manager.fence")),
-                 timeout=30)  # fmt: skip
+        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=30)
     for d in on_victim:
         assert unit_active(lab, victim, str(d["unit"])) in ("inactive", "unknown", "failed"), d
-    fence = [e for e in audit(lab, "manager.fence") if e["args"].get("host") == victim][-1]
+    fence = fenced(lab, victim, mark)[-1]
     assert all(str(d["unit"]) in str(fence["detail"]) for d in on_victim), fence
     after = ps(lab, mgr)
     assert sorted(str(d["name"]) for d in after) == names  # each dyno once
     assert through_router()[0] == 200
+
+
+def test_a_host_whose_sshd_stopped_is_down_and_fenced_when_sshd_is_back(lab: Path, mgr: str) -> None:
+    victim = "node2"
+    if not any(d["host"] == victim for d in ps(lab, mgr)):
+        fleet_ok(lab, "ps.scale", "-a", mgr, f"web={len(webs(lab)) + 1}")
+    on_victim = [d for d in ps(lab, mgr) if d["host"] == victim]
+    assert on_victim, ps(lab, mgr)
+    mark = last_audit_id(lab)
+    # sshd goes, and comes back 30 s later (a timer of the host's own systemd starts it again). A connection made
+    # before stays usable (sshd serves it on): the watcher that sees the host go is one that connects afresh, as
+    # each minute's pass does
+    _ssh(lab, victim, "sh", "-c", "systemd-run --quiet --unit=fleet-test-sshd-back --on-active=30 --timer-property=AccuracySec=1s"
+         " systemctl start ssh.socket ssh.service && systemctl stop ssh.socket ssh.service")  # fmt: skip
+    with watcher(lab, 90):
+        wait_for(f"{victim} down and its dynos elsewhere", lambda: all(d["host"] != victim for d in ps(lab, mgr)), timeout=28)
+        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=30)
+    down = [e for e in audit(lab, "manager.host", after=mark) if e["args"].get("host") == victim and "is down" in str(e["detail"])]
+    assert down and "probes in a row missed" in str(down[-1]["detail"])
+    for d in on_victim:
+        assert unit_active(lab, victim, str(d["unit"])) in ("inactive", "unknown", "failed"), d
 
 
 def test_a_deploy_killed_mid_rollout_is_finished_by_the_next_pass(lab: Path, mgr: str) -> None:
@@ -301,7 +342,7 @@ def test_a_deploy_killed_mid_rollout_is_finished_by_the_next_pass(lab: Path, mgr
     assert {d["release"] for d in dynos} == {current} and all(d["state"] == "up" for d in dynos), dynos
     assert through_router()[0] == 200
     # the app's lock, left by the killed process, did not outlive it
-    fleet_ok(lab, "config.unset", "-a", mgr, "KILLED")
+    assert "Releasing v" in fleet_ok(lab, "config.set", "-a", mgr, "AFTER=1")
 
 
 def test_the_lease_two_passes_a_killed_pass_and_a_reused_pid(lab: Path, mgr: str) -> None:
@@ -338,14 +379,14 @@ def test_daily_cycling_replaces_one_web_dyno_at_a_time_new_before_old(lab: Path,
     load = Load()
     load.start()
     cycling = {"FLEET_CYCLE_HOURS": "0.002", "FLEET_CYCLE_JITTER_MINUTES": "0"}  # every 7.2 s of a dyno's life
-    last = max([int(e["id"]) for e in audit(lab, "")] or [0])
-    with watcher(lab, 40, env=cycling):
-        time.sleep(38)
+    last = last_audit_id(lab)
+    with watcher(lab, 32, env=cycling):
+        time.sleep(30)
     answers = load.stop()
-    entries = [e for e in audit(lab) if int(e["id"]) > last]
+    entries = audit(lab, after=last)
     starts = [e for e in entries if e["command"] == "manager.start" and "(Cycling)" in str(e["detail"])]
     stops = [e for e in entries if e["command"] == "manager.stop" and "(Cycling)" in str(e["detail"])]
-    assert len(starts) >= 3, [e["detail"] for e in entries]
+    assert len(starts) >= 2, [e["detail"] for e in entries]
     # one web dyno at a time: each cycle's new dyno starts after the previous cycle's old dyno stopped
     order = [(e["id"], "start") for e in starts] + [(e["id"], "stop") for e in stops]
     kinds = [k for _, k in sorted(order)]
@@ -357,22 +398,25 @@ def test_daily_cycling_replaces_one_web_dyno_at_a_time_new_before_old(lab: Path,
 
 def test_a_cycle_without_spare_room_is_skipped_and_said(lab: Path, mgr: str, tmp_path: Path) -> None:
     """Each host holds 512 MB of dynos (the inventory's fleet_memory_mb): three web dynos fill the fleet."""
+    fleet_ok(lab, "ps.scale", "-a", mgr, "web=3", "worker=0")
     path = Path(json.loads(fleet_ok(lab, "inventory.show", "--json"))["source"])
     tree = yaml.safe_load(path.read_text())
     for group in tree["all"]["children"].values():
-        for hvars in (group.get("hosts") or {}).values():
-            hvars["fleet_memory_mb"] = 512
+        hosts = group.get("hosts") or {}
+        for name in hosts:
+            hosts[name] = {**(hosts[name] or {}), "fleet_memory_mb": 512}
     small = tmp_path / "small.yml"
     small.write_text(yaml.safe_dump(tree))
     fleet_ok(lab, "inventory.use", str(small))
     try:
-        assert len(webs(lab)) == 3
-        with watcher(lab, 8, env={"FLEET_CYCLE_HOURS": "0.001", "FLEET_CYCLE_JITTER_MINUTES": "0"}):
-            time.sleep(7)
-        skipped = audit(lab, "manager.cycle-skipped")
+        fleet_ok(lab, "manager.run", env=FAST)  # one web dyno per host (earlier cycles may have put two on one)
+        assert sorted(str(d["host"]) for d in webs(lab)) == ["node1", "node2", "node3"]
+        mark = last_audit_id(lab)
+        with watcher(lab, 30, env={"FLEET_CYCLE_HOURS": "0.001", "FLEET_CYCLE_JITTER_MINUTES": "0"}):
+            wait_for("a cycle skipped", lambda: audit(lab, "manager.cycle-skipped", after=mark), timeout=25)
+        skipped = audit(lab, "manager.cycle-skipped", after=mark)
         assert skipped and "no other healthy host has 512 MB free for its replacement" in str(skipped[-1]["detail"])
-        assert not [e for e in audit(lab, "manager.start", limit=30) if "(Cycling)" in str(e["detail"])
-                    and e["id"] > skipped[0]["id"]]  # fmt: skip
+        assert not [e for e in audit(lab, "manager.start", after=mark) if "(Cycling)" in str(e["detail"])]
     finally:
         fleet_ok(lab, "inventory.use", str(path))
 
@@ -392,7 +436,7 @@ def test_drain_moves_dynos_off_without_a_dropped_request_and_undrain(lab: Path, 
     fleet_ok(lab, "ps.scale", "-a", mgr, "web=5")
     assert all(d["host"] != victim for d in ps(lab, mgr))
     bad = run_fleet(lab, "nodes.drain", "ghost")
-    assert bad.code == 1 and bad.stderr.startswith("fleet: error: 'ghost' is not a dyno host of ")
+    assert bad.code == 2 and bad.stderr.startswith("fleet: error: 'ghost' is not a dyno host of ")
     assert f"{victim} takes new dynos again" in fleet_ok(lab, "nodes.undrain", victim)
     fleet_ok(lab, "ps.scale", "-a", mgr, "web=3")
 

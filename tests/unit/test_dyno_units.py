@@ -105,16 +105,16 @@ def test_listeners_are_asked_of_each_running_dyno_by_its_main_pid() -> None:
     assert argv[:2] == ("sh", "-c") and argv[3:] == ("fleet-listeners", "fleet.shop.web.1.v7.service", "812")
 
 
-def test_memory_events_are_read_per_dyno_unit() -> None:
-    from fleet.dyno.units import parse_memory_events
+def test_memory_use_is_read_per_dyno_unit_from_cgroup_v2_or_v1() -> None:
+    from fleet.dyno.units import parse_memory_usage, soft_quota_mb
 
     text = (
-        "/sys/fs/cgroup/system.slice/fleet.shop.web.1.v7.service/memory.events high 12\n"
-        "/sys/fs/cgroup/system.slice/fleet.shop.worker.1.v7.service/memory.events high 0\n"
-        "/sys/fs/cgroup/system.slice/haproxy.service/memory.events high 4\n"  # not a dyno
-        "/sys/fs/cgroup/system.slice/fleet.shop.web.2.v7.service/memory.events \n"  # no such line: skipped
+        "fleet.shop.web.1.v7.service 503316480\n"  # memory.current (v2) or memory.usage_in_bytes (v1): the same line
+        "haproxy.service 1000\n"  # not a dyno
+        "fleet.shop.web.2.v7.service \n"  # unreadable: skipped
     )
-    assert parse_memory_events(text) == {"fleet.shop.web.1.v7.service": 12, "fleet.shop.worker.1.v7.service": 0}
+    assert parse_memory_usage(text) == {"fleet.shop.web.1.v7.service": 503316480}
+    assert soft_quota_mb("standard-1x") == 460 and soft_quota_mb("performance-m") == 2304
 
 
 def test_systemctl_show_gives_times_and_how_the_last_run_ended() -> None:
