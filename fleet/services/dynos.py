@@ -138,7 +138,8 @@ def ps(fleet: Fleet, app: str) -> list[DynoView]:
     from fleet.services.manager import manager_settings
 
     policy = manager_settings(fleet).policy
-    views, _failed = observe(fleet, dyno_hosts(inv), deadline=5.0, timeout=4.0)
+    down = fleet.store.down_hosts()  # the manager found them down: their dynos show as unknown, at once
+    views, _failed = observe(fleet, [n for n in dyno_hosts(inv) if n.name not in down], deadline=5.0, timeout=4.0)
     restarts = fleet.store.dyno_restarts()
     out = []
     known_units = {(d.host, d.unit) for d in dynos}

@@ -90,7 +90,7 @@ def manager_settings(fleet: Fleet) -> ManagerSettings:
     down_after = s.whole_number("host_down_after", 3)
     if down_after < 1:
         raise UsageError("host_down_after must be at least 1 (missed probes in a row that mark a host down)")
-    return ManagerSettings(down_after, s.number("probe_interval", 2), s.number("probe_timeout", 2), policy)
+    return ManagerSettings(down_after, s.number("probe_interval", 2), s.number("probe_timeout", 1.5), policy)
 
 
 @dataclass
