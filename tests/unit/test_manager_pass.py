@@ -160,3 +160,16 @@ def test_a_dyno_over_its_soft_memory_quota_is_logged_r14_once_a_minute(fleet: Fl
     hosts.memory["node1"] = {UNIT: 400 * 2**20}
     manager.run(fleet)
     assert len(ran(fleet, "node1", "logger")) == 1  # under its quota: nothing said
+
+
+def test_ps_shows_a_crashed_dyno_and_when_its_restart_is_due(fleet: Fleet, hosts: Hosts) -> None:
+    from datetime import UTC, datetime
+
+    from fleet.services import dynos
+
+    hosts.units["node1"][UNIT] = ("failed", "failed", "exit-code")
+    fleet.store.set_dyno_restarts("d1", 2, 0.0)  # two restarts in this streak: the next after 2 x 10 s
+    [view] = dynos.ps(fleet, "shop")
+    assert view.state == "crashed"
+    due = datetime.fromtimestamp(hosts.started + 10 + 20, UTC).isoformat(timespec="seconds")  # crashed at start + 10
+    assert view.restart_at == due

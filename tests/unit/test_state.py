@@ -574,3 +574,33 @@ def test_host_probe_drain_and_restart_counts(store: Store) -> None:
     store.set_dyno_restarts("d2", 2, 1000.0)
     store.reset_dyno_restarts("shop")
     assert store.dyno_restarts() == {}
+
+
+def test_an_app_the_manager_acts_on_makes_an_operator_wait_not_fail(db_path: Path) -> None:
+    """The dyno manager holds an app's lock only while it acts on it: another command waits for it."""
+    import threading
+    import time
+
+    manager, operator = Store(db_path), Store(db_path)
+    held = threading.Event()
+
+    def act() -> None:
+        with manager.lock("app:shop", "manager.run --watch 55"):
+            held.set()
+            time.sleep(1.0)
+
+    try:
+        thread = threading.Thread(target=act)
+        thread.start()
+        held.wait(5)
+        start = time.monotonic()
+        with operator.lock("app:shop", "ps.scale"):
+            waited = time.monotonic() - start
+        thread.join()
+        assert 0.5 < waited < 5, waited
+        # any other holder is refused at once, as before
+        with manager.lock("app:shop", "config.set"), pytest.raises(LockHeld), operator.lock("app:shop", "ps.scale"):
+            pytest.fail("granted")
+    finally:
+        manager.close()
+        operator.close()
