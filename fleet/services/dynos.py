@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from fleet.context import Fleet
-from fleet.dyno.backoff import DynoFact, restart_due_at
+from fleet.dyno.backoff import restart_due_at
 from fleet.dyno.units import (
     DEFAULT_SIZE,
     dyno_state,
@@ -22,7 +22,7 @@ from fleet.dyno.units import (
 from fleet.errors import FleetError, UsageError
 from fleet.model import DynoRecord
 from fleet.services import router
-from fleet.services.hosts import by_host, dyno_hosts, observe, state_of
+from fleet.services.hosts import by_host, dyno_fact, dyno_hosts, observe, state_of
 from fleet.services.oneoff import current_or_fail
 from fleet.services.rollout import converge, plan_placement, wait_until_up
 
@@ -150,7 +150,7 @@ def ps(fleet: Fleet, app: str) -> list[DynoView]:
         seen = view.units.get(d.unit) if view else None
         due = None
         if seen is not None and state in ("crashed", "down"):
-            at = restart_due_at(DynoFact(state, seen.started_at, seen.changed_at or seen.started_at, restarts.get(d.id, 0)), policy)
+            at = restart_due_at(dyno_fact(state, seen, restarts.get(d.id, 0)), policy)
             due = None if at is None else datetime.fromtimestamp(at, UTC).isoformat(timespec="seconds")
         address = node.address if node else None
         out.append(DynoView(d.name, d.type, state, d.release, d.host, address, d.port, d.size, d.created_at, d.unit, due))

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from fleet.context import Fleet
+from fleet.dyno.backoff import DynoFact
 from fleet.dyno.units import (
     UNIT_DIR,
     UnitState,
@@ -95,6 +96,13 @@ def observe(
 
     res = fan_out(list(nodes), look, max_parallel=fleet.settings.max_parallel, deadline=deadline)
     return res.ok, res.failed
+
+
+def dyno_fact(state: str, unit: UnitState, restarts: int, started: float | None = None) -> DynoFact:
+    """What the dyno manager's clock rules need of a unit: its state, when its run started (``started``: instead
+    of the unit's own start time), when it entered the state, and the crash restarts fleet made in the streak."""
+    start = unit.started_at if started is None else started
+    return DynoFact(state, start, unit.changed_at or start, restarts)
 
 
 def state_of(d: DynoRecord, view: HostView | None) -> str:

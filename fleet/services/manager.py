@@ -64,8 +64,7 @@ Output = Callable[[str], None]
 
 LEASE = "manager"
 LEASE_SECONDS = 30.0
-R14_EVERY = 60.0  # seconds between two R14 lines of one dyno while it stays over its quota
-REPORT_EVERY = 60.0  # seconds between two identical reports (no room, a cycle skipped) of one watcher
+REPORT_EVERY = 60.0  # seconds between two of the same report (R14 of a dyno, no room, a cycle skipped) of one watcher
 CRON_DIR = Path("/etc/cron.d")
 SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9/._+-]*")
 
@@ -141,13 +140,12 @@ def run(fleet: Fleet, *, dry_run: bool = False, watch: float = 0.0, on_line: Out
         return [Pass(fleet, settings, dry_run=True, on_line=on_line).run()]
     reports: list[PassReport] = []
     memory: dict[str, int] = {}
-    over_quota: dict[tuple[str, str], float] = {}
     said: dict[str, float] = {}
     with lease(fleet, "manager.run" + (f" --watch {watch:g}" if watch else "")) as renewer:
         end = time.monotonic() + watch
         while True:
             started = time.monotonic()
-            reports.append(Pass(fleet, settings, on_line=on_line, memory=memory, over_quota=over_quota, said=said).run())
+            reports.append(Pass(fleet, settings, on_line=on_line, memory=memory, said=said).run())
             if renewer.lost:
                 on_line("the manager's lease was taken over; this watcher stops")
                 break
@@ -162,12 +160,10 @@ def run(fleet: Fleet, *, dry_run: bool = False, watch: float = 0.0, on_line: Out
 class Pass:
     def __init__(
         self, fleet: Fleet, settings: ManagerSettings, *, dry_run: bool = False, on_line: Output = lambda s: None,
-        memory: dict[str, int] | None = None, over_quota: dict[tuple[str, str], float] | None = None,
-        said: dict[str, float] | None = None,
+        memory: dict[str, int] | None = None, said: dict[str, float] | None = None,
     ) -> None:  # fmt: skip
         self.fleet, self.settings, self.dry_run, self.on_line = fleet, settings, dry_run, on_line
         self.memory = {} if memory is None else memory  # host -> MB, kept across the passes of a watcher
-        self.over_quota = {} if over_quota is None else over_quota  # (host, unit) -> when R14 was last said
         self.said = {} if said is None else said  # a report -> when it was last said
         self.report = PassReport()
         self.records: dict[str, DynoRecord] = {}
@@ -268,8 +264,7 @@ class Pass:
                     continue
                 rec = by_unit.get((host, unit))
                 state = hosts.state_of(rec, view) if rec else dyno_state(st, False, False)
-                started = st.started_at or self.now
-                facts[unit] = DynoFact(state, started, st.changed_at or started, restarts.get(rec.id, 0) if rec else 0)
+                facts[unit] = hosts.dyno_fact(state, st, restarts.get(rec.id, 0) if rec else 0, started=st.started_at or self.now)
             units[host] = facts
         self.facts = units
         apps: list[AppState] = []
@@ -365,11 +360,10 @@ class Pass:
                 self.records[d.id] = d
                 self.made[(d.app, d.type, d.index, d.release, d.host)] = d
             rollout.start_dynos(fleet, self.inv, release, placed)
-            command = release.types.get(placed[0].type, "")
             for s in steps:
                 one = self.resolve(s.dyno)
                 if one is not None and one in placed:
-                    said = ["Cycling"] * (s.reason == "Cycling") + [f"Starting process with command `{release.types.get(one.type, command)}`"]
+                    said = ["Cycling"] * (s.reason == "Cycling") + [f"Starting process with command `{release.types.get(one.type, '')}`"]
                     self.act("start", one.app, one, f"{one.app}: {one.name} starting on {one.host} ({s.reason})", journal=said)
 
     def resolve(self, ref: DynoRef) -> DynoRecord | None:
@@ -417,10 +411,11 @@ class Pass:
             self.act("restart", d.app, d, f"{d.app}: {d.name} on {d.host}: {step.reason}",
                      journal=["State changed from crashed to starting" if step.attempt else "Restarting"])  # fmt: skip
         elif isinstance(step, SkipCycle):
-            self.report_once("cycle-skipped", step.dyno.app, self.resolve(step.dyno), f"{step.dyno.app}: cycling {step.dyno.name} skipped: {step.reason}",
-                     journal=[f"Cycling skipped: {step.reason}"])  # fmt: skip
+            text = f"{step.dyno.app}: cycling {step.dyno.name} skipped: {step.reason}"
+            self.report_once(text, "cycle-skipped", step.dyno.app, self.resolve(step.dyno), text, [f"Cycling skipped: {step.reason}"])
         elif isinstance(step, Unplaced):
-            self.report_once("unplaced", step.app, None, f"{step.app}: no room for {', '.join(step.dynos)}: {step.reason}")
+            text = f"{step.app}: no room for {', '.join(step.dynos)}: {step.reason}"
+            self.report_once(text, "unplaced", step.app, None, text)
         elif isinstance(step, FailRelease):
             store.set_release_status(step.app, step.version, "failed")
             self.act("release", step.app, None, f"{step.app}: v{step.version} failed: {step.reason}")
@@ -439,10 +434,7 @@ class Pass:
                 d = by_unit.get((host, unit))
                 if d is None or used <= soft_quota_mb(d.size) * 2**20:
                     continue
-                if self.now - self.over_quota.get((host, unit), 0.0) < R14_EVERY:
-                    continue
-                self.over_quota[(host, unit)] = self.now
-                self.act("memory", d.app, d, f"{d.app}: {d.name} on {d.host} is over its memory quota: {used >> 20} MB "
+                self.report_once(f"R14 {host} {unit}", "memory", d.app, d, f"{d.app}: {d.name} on {d.host} is over its memory quota: {used >> 20} MB "
                          f"of {SIZES[d.size]} MB ({d.size})", journal=["Error R14 (Memory quota exceeded)"])  # fmt: skip
 
     def stop(self, step: StopDyno) -> None:
@@ -492,11 +484,13 @@ class Pass:
             args["host"] = dyno
         self.fleet.audit(f"manager.{kind}", args, "ok", text)
 
-    def report_once(self, kind: str, app: str, dyno: DynoRecord | None, text: str, journal: list[str] | None = None) -> None:
+    def report_once(
+        self, key: str, kind: str, app: str, dyno: DynoRecord | None, text: str, journal: list[str] | None = None
+    ) -> None:
         """A report (nothing changed) said once a minute while it stays true, not at every pass of a watcher."""
-        if self.now - self.said.get(text, 0.0) < REPORT_EVERY:
+        if self.now - self.said.get(key, 0.0) < REPORT_EVERY:
             return
-        self.said[text] = self.now
+        self.said[key] = self.now
         self.act(kind, app, dyno, text, journal)
 
     def journal(self, d: DynoRecord, message: str) -> None:
@@ -612,8 +606,7 @@ def status(fleet: Fleet, passes: int = 10) -> ManagerStatus:
         if unit is None:
             continue
         state = hosts.state_of(d, view)
-        fact = DynoFact(state, unit.started_at, unit.changed_at or unit.started_at, restarts.get(d.id, 0))
-        at = restart_due_at(fact, settings.policy)
+        at = restart_due_at(hosts.dyno_fact(state, unit, restarts.get(d.id, 0)), settings.policy)
         if at is not None:
             due.append(DueItem(d.app, d.name, d.host, "restart", at))
         elif state == "up" and unit.started_at:
