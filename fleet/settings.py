@@ -92,8 +92,8 @@ class Settings:
         """The most a slug may unpack to: checked when it is built and again before a host extracts it."""
         return int(self.number("slug_max_uncompressed_mb", 2000) * 1e6)
 
-    def whole_number(self, key: str, default: int) -> int:
-        value = self.number(key, default)
+    def whole_number(self, key: str, default: int, zero: bool = False) -> int:
+        value = self.number(key, default, zero=zero)
         if value != int(value):
             raise ConfigError(self._raw(key)[1], "", f"must be a whole number, got {value:g}")
         return int(value)

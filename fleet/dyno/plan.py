@@ -18,6 +18,7 @@ Rules:
 - each dyno is cycled daily, one per process type of an app at a time (so never two web dynos at
   once), only when the app has nothing else to change, and only with spare room on another host;
 - dynos of another release, size or host converge to the app's release and formation;
+- a host whose disk is full (``Host.disk_full``) gets no new dyno; what runs there stays;
 - ps.restart (``AppState.restart``) restarts in place, web dynos one at a time, and starts a new backoff streak.
 """
 
@@ -72,6 +73,7 @@ class Host:
     used_mb: int = 0  # by dynos of apps not in this plan
     max_dynos: int | None = None
     dynos: int = 0  # dynos of apps not in this plan
+    disk_full: bool = False  # too little disk free for a slug: no new dyno goes there; its dynos keep running
 
 
 @dataclass(frozen=True)
@@ -174,7 +176,7 @@ class _Pass:
         return self.health(host) in ("down", "gone")
 
     def placeable(self, host: str) -> bool:
-        return self.health(host) == "up" and host in self.facts
+        return self.health(host) == "up" and host in self.facts and not self.hosts[host].disk_full
 
     def fact(self, d: DynoRecord) -> DynoFact | None:
         return self.facts.get(d.host, {}).get(d.unit)
@@ -324,15 +326,16 @@ class _Pass:
             return f"resizing to {size}"
         return "moving" if olds else "scaling up"
 
-    @staticmethod
-    def shortage(slots: list[Slot], missing: list[Slot], caps: list[HostCapacity], placement: Mapping[Key, str]) -> str:
+    def shortage(self, slots: list[Slot], missing: list[Slot], caps: list[HostCapacity], placement: Mapping[Key, str]) -> str:
         free = {c.name: c.memory_mb - c.used_mb for c in caps}
         for s in slots:
             if (s.type, s.index) in placement:
                 free[placement[(s.type, s.index)]] -= s.size_mb
         largest = max([0, *free.values()])
         need = sum(s.size_mb for s in missing)
-        return f"{need} MB of dynos fit on no healthy host (the most free on one is {largest} MB): add hosts or scale down"
+        full = sorted(h.name for h in self.hosts.values() if h.disk_full and h.health == "up")
+        disks = f"; {', '.join(full)}: disk full, no new dyno goes there" if full else ""
+        return f"{need} MB of dynos fit on no healthy host (the most free on one is {largest} MB{disks}): add hosts or scale down"
 
     def tend(self, d: DynoRecord) -> None:
         """A dyno that stays: started again if its unit is gone, restarted per the backoff if it crashed."""

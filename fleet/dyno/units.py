@@ -346,11 +346,16 @@ def soft_quota_mb(size: str) -> int:
     return SIZES[size] * 9 // 10
 
 
-LISTENERS = 'ss -Hltn; echo --; while [ $# -gt 1 ]; do nsenter -t "$2" -n ss -Hltn 2>/dev/null | sed "s/^/$1 /"; shift 2; done'
+# MB free where slugs and release files go (the apps dir, or fleet's dir before the first app): "free-kb N"
+DISK_FREE = (
+    f"{{ df -k --output=avail {APPS} 2>/dev/null || df -k --output=avail {FLEET_DIR} 2>/dev/null; }} | sed -n '2s/^ */free-kb /p'"
+)
+LISTENERS = 'ss -Hltn; echo --; while [ $# -gt 1 ]; do nsenter -t "$2" -n ss -Hltn 2>/dev/null | sed "s/^/$1 /"; shift 2; done; ' + DISK_FREE
 
 
 def listeners_argv(units: Mapping[str, UnitState]) -> tuple[str, ...]:
-    """TCP listeners of the host, then those inside each running dyno's own network namespace (by its main pid)."""
+    """TCP listeners of the host, then those inside each running dyno's own network namespace (by its main pid),
+    then the space free for fleet's files on the host (``parse_free_disk``)."""
     pairs = [a for u in sorted(units.values(), key=lambda u: u.unit) if u.main_pid > 0 for a in (u.unit, str(u.main_pid))]
     return ("sh", "-c", LISTENERS, "fleet-listeners", *pairs)
 
@@ -374,6 +379,15 @@ def parse_listeners(text: str) -> dict[int, set[str]]:
         if len(fields) >= 5 and UNIT_RE.match(fields[0]) and (port := _port(fields[4])) is not None:
             listeners.setdefault(port, set()).add(fields[0])
     return listeners
+
+
+def parse_free_disk(text: str) -> int | None:
+    """MB free where the host keeps slugs and release files, from DISK_FREE's line (LISTENERS' last; None: not said)."""
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == "free-kb" and fields[1].isdigit():
+            return int(fields[1]) // 1024
+    return None
 
 
 def dyno_state(unit: UnitState | None, web: bool, port_bound: bool) -> str:

@@ -13,18 +13,19 @@ from datetime import UTC, datetime
 
 from fleet.context import Fleet
 from fleet.dyno.backoff import restart_due_at
+from fleet.dyno.steps import RestartDyno
 from fleet.dyno.units import (
     DEFAULT_SIZE,
     dyno_state,
     parse_unit_name,
     validate_size,
 )
-from fleet.errors import FleetError, UsageError
+from fleet.errors import UsageError
 from fleet.model import DynoRecord
 from fleet.services import router
 from fleet.services.hosts import by_host, dyno_fact, dyno_hosts, observe, state_of
 from fleet.services.oneoff import current_or_fail
-from fleet.services.rollout import converge, plan_placement, wait_until_up
+from fleet.services.reconcile import AppChange, manager_settings
 
 log = logging.getLogger(__name__)
 Output = Callable[[str], None]
@@ -61,16 +62,11 @@ def scale(fleet: Fleet, app: str, args: list[str], on_line: Output) -> dict[str,
     with fleet.store.lock(f"app:{app}", "ps.scale"):
         formation = fleet.store.formation(app)
         changes = parse_scale(args, formation, release.types)
-        wanted = {**formation, **changes}
-        placement = plan_placement(fleet, fleet.inventory(), app, wanted, release.types)  # refuse before changing anything
-        previous = dict(formation)
+        change = AppChange(fleet, app, release, on_line, formation={**formation, **changes})
+        steps = change.plan()  # refused here (no room) before anything changes
         fleet.store.set_formation(app, changes)
         fleet.store.reset_dyno_restarts(app)  # a scale starts a new crash backoff streak
-        try:
-            converge(fleet, app, release, on_line, replace_all=False, placement=placement)
-        except FleetError:
-            fleet.store.set_formation(app, {t: previous.get(t, (0, s)) for t, (_, s) in changes.items()})
-            raise
+        change.apply(steps)  # a failed step: the formation stays as asked; the dyno manager goes on converging to it
     return fleet.store.formation(app)
 
 
@@ -84,20 +80,21 @@ def _select(dynos: list[DynoRecord], which: str | None) -> list[DynoRecord]:
 
 
 def restart(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
-    """Restart dynos in place; web dynos one at a time, each up before the next."""
-    inv = fleet.inventory()
+    """Restart dynos in place (all of them, or one type, or one dyno); web dynos one at a time, each out of the
+    router, restarted, up and back in before the next."""
+    release = current_or_fail(fleet, app)
     with fleet.store.lock(f"app:{app}", "ps.restart"):
         chosen = _select(fleet.store.dynos(app), which)
         fleet.store.reset_dyno_restarts(app)  # a restart starts a new crash backoff streak
-        web = [d for d in chosen if d.type == "web"]
-        others = [d for d in chosen if d.type != "web"]
-        for group in [[d] for d in web] + ([others] if others else []):
-            router.drain(fleet, inv, {d.id for d in group if d.type == "web"})
-            for host, ds in by_host(group).items():
-                fleet.executor.run(inv.node(host), ("systemctl", "restart", *[d.unit for d in ds]), timeout=90)
-            on_line(f"Restarting {', '.join(d.name for d in group)}... done")
-            wait_until_up(fleet, inv, group)
-            router.sync(fleet, inv)
+        change = AppChange(fleet, app, release, on_line, restart=frozenset(d.id for d in chosen))
+        steps = change.plan()
+        planned = {s.dyno.id for s in steps if isinstance(s, RestartDyno)}
+        for d in chosen:
+            if d.id not in planned and d.host not in change.views:
+                on_line(
+                    f" !     {d.name} is not restarted: {d.host} does not answer (the dyno manager replaces it if it is down)"
+                )
+        change.apply(steps)
 
 
 def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
@@ -135,8 +132,6 @@ def ps(fleet: Fleet, app: str) -> list[DynoView]:
     fleet.store.app(app)
     inv = fleet.inventory()
     dynos = fleet.store.dynos(app)
-    from fleet.services.manager import manager_settings
-
     policy = manager_settings(fleet).policy
     down = fleet.store.down_hosts()  # the manager found them down: their dynos show as unknown, at once
     views, _failed = observe(fleet, [n for n in dyno_hosts(inv) if n.name not in down], deadline=5.0, timeout=4.0)

@@ -15,6 +15,7 @@ from fleet.dyno.units import (
     UnitState,
     dyno_state,
     listeners_argv,
+    parse_free_disk,
     parse_listeners,
     parse_systemctl_show,
     parse_unit_name,
@@ -76,6 +77,7 @@ def write_file(fleet: Fleet, node: Node, path: str, content: str, mode: str = "0
 class HostView:
     units: dict[str, UnitState]
     listeners: dict[int, set[str]]  # port -> units whose processes listen on it
+    disk_free_mb: int | None = None  # where slugs and release files go (None: not said)
 
     @property
     def ports(self) -> set[int]:
@@ -92,7 +94,7 @@ def observe(
         units = parse_systemctl_show(fleet.executor.run(node, show_units_argv(), check=False, timeout=timeout).stdout)
         running = {u: s for u, s in units.items() if s.active == "active" and parse_unit_name(u) is not None}
         listening = fleet.executor.run(node, listeners_argv(running), timeout=timeout)
-        return HostView(units, parse_listeners(listening.stdout))
+        return HostView(units, parse_listeners(listening.stdout), parse_free_disk(listening.stdout))
 
     res = fan_out(list(nodes), look, max_parallel=fleet.settings.max_parallel, deadline=deadline)
     return res.ok, res.failed

@@ -31,74 +31,27 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.context import Fleet
-from fleet.dyno.backoff import DynoFact, Policy, cycle_due_at, restart_due_at
-from fleet.dyno.plan import AppState, Desired, Host, Observed, after_probe, plan
-from fleet.dyno.steps import (
-    Drain,
-    DynoRef,
-    FailRelease,
-    Fence,
-    RestartDyno,
-    Route,
-    SkipCycle,
-    StartDyno,
-    Step,
-    StopDyno,
-    Unplaced,
-    WaitUp,
-)
-from fleet.dyno.units import SIZES, dyno_state, memory_usage_argv, parse_memory_usage, parse_unit_name, soft_quota_mb
+from fleet.dyno.backoff import cycle_due_at, restart_due_at
+from fleet.dyno.plan import after_probe, plan
+from fleet.dyno.units import SIZES, memory_usage_argv, parse_memory_usage, soft_quota_mb
 from fleet.errors import FleetError, LockHeld, UsageError
 from fleet.exec.base import fan_out
-from fleet.model import DynoRecord, Node, Release, new_dyno_id
-from fleet.services import hosts, rollout, router, shipping
-from fleet.services.hosts import HostView
-from fleet.state import Store, utcnow
+from fleet.model import Node
+from fleet.services import hosts, shipping
+from fleet.services.reconcile import PassReport, Reconciler, describe, manager_settings
+from fleet.state import Store
 
 log = logging.getLogger(__name__)
 Output = Callable[[str], None]
 
 LEASE = "manager"
 LEASE_SECONDS = 30.0
-REPORT_EVERY = 60.0  # seconds between two of the same report (R14 of a dyno, no room, a cycle skipped) of one watcher
 CRON_DIR = Path("/etc/cron.d")
 SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9/._+-]*")
-
-
-@dataclass(frozen=True)
-class ManagerSettings:
-    down_after: int  # missed probes in a row that mark a host down
-    interval: float  # seconds between passes when watching
-    probe_timeout: float  # a host that does not answer a probe within this missed it
-    policy: Policy
-
-
-def manager_settings(fleet: Fleet) -> ManagerSettings:
-    s = fleet.settings
-    policy = Policy(
-        backoff_step=s.number("backoff_step_seconds", 10),
-        backoff_cap=s.number("backoff_cap_seconds", 300),
-        backoff_reset=s.number("backoff_reset_seconds", 600),
-        cycle_every=s.number("cycle_hours", 24) * 3600,
-        cycle_jitter=s.number("cycle_jitter_minutes", 216, zero=True) * 60,
-    )
-    down_after = s.whole_number("host_down_after", 3)
-    if down_after < 1:
-        raise UsageError("host_down_after must be at least 1 (missed probes in a row that mark a host down)")
-    return ManagerSettings(down_after, s.number("probe_interval", 2), s.number("probe_timeout", 1.5), policy)
-
-
-@dataclass
-class PassReport:
-    hosts: dict[str, str] = field(default_factory=dict)  # host -> health after this pass's probe
-    steps: list[Step] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # apps another command held
 
 
 # -- the lease -----------------------------------------------------------------------------------
@@ -157,25 +110,11 @@ def run(fleet: Fleet, *, dry_run: bool = False, watch: float = 0.0, on_line: Out
 
 
 # -- one pass ------------------------------------------------------------------------------------
-class Pass:
-    def __init__(
-        self, fleet: Fleet, settings: ManagerSettings, *, dry_run: bool = False, on_line: Output = lambda s: None,
-        memory: dict[str, int] | None = None, said: dict[str, float] | None = None,
-    ) -> None:  # fmt: skip
-        self.fleet, self.settings, self.dry_run, self.on_line = fleet, settings, dry_run, on_line
-        self.memory = {} if memory is None else memory  # host -> MB, kept across the passes of a watcher
-        self.said = {} if said is None else said  # a report -> when it was last said
-        self.report = PassReport()
-        self.records: dict[str, DynoRecord] = {}
-        self.made: dict[tuple[str, str, int, int, str], DynoRecord] = {}
-        self.views: dict[str, HostView] = {}
-        self.failed_apps: set[str] = set()
-        self.acting = self.orphaned = False
+class Pass(Reconciler):
+    """One pass over every app (see the module's docstring)."""
 
     def run(self) -> PassReport:
         fleet = self.fleet
-        self.inv = fleet.inventory()
-        self.nodes = {n.name: n for n in hosts.dyno_hosts(self.inv)}
         pass_id = None if self.dry_run else fleet.store.start_pass(fleet.source)
         outcome = "failed"
         try:
@@ -227,6 +166,12 @@ class Pass:
             if not self.dry_run and (rec is None or (new, misses, detail) != (rec.health, rec.misses, rec.detail)):
                 self.fleet.store.put_host_probe(name, new, misses, detail)
             self.report.hosts[name] = new
+        for name in sorted(views):
+            if self.disk_full(name):
+                free = views[name].disk_free_mb
+                self.report_once(f"disk {name}", "host", None, name, f"host {name} has {free} MB free for slugs and release files "
+                                 f"(less than disk_reserve_mb, {self.settings.disk_reserve_mb}): no new dyno goes there; "
+                                 "its dynos keep running")  # fmt: skip
         missing = [n for n in views if n not in self.memory]
         if missing:
             self.memory.update(hosts.host_memory(self.fleet, [self.nodes[n] for n in missing]))
@@ -244,188 +189,14 @@ class Pass:
                 self.report.skipped.append(app.name)
         return held
 
-    # -- desired and observed ------------------------------------------------------------------------
-    def gather(self, held: set[str], acting: bool) -> tuple[Desired, Observed]:
-        """Desired state and observed facts; ``acting``: under the apps' locks (a pending release no live command
-        deploys any more is finished or failed only then; before, it only makes the pass take the locks)."""
-        store = self.fleet.store
-        self.acting, self.orphaned = acting, False
-        if not acting:  # apps a live command (a deploy, a scale) works on right now are its business
-            held = {a.name for a in store.apps() if store.lock_holder(f"app:{a.name}") is not None}
-        restarts = store.dyno_restarts()
-        every = store.dynos()
-        self.records = {d.id: d for d in every}
-        by_unit = {(d.host, d.unit): d for d in every}
-        units: dict[str, dict[str, DynoFact]] = {}
-        for host, view in self.views.items():
-            facts: dict[str, DynoFact] = {}
-            for unit, st in view.units.items():
-                if parse_unit_name(unit) is None or (st.load == "not-found" and st.active != "active"):
-                    continue
-                rec = by_unit.get((host, unit))
-                state = hosts.state_of(rec, view) if rec else dyno_state(st, False, False)
-                facts[unit] = hosts.dyno_fact(state, st, restarts.get(rec.id, 0) if rec else 0, started=st.started_at or self.now)
-            units[host] = facts
-        self.facts = units
-        apps: list[AppState] = []
-        for app in store.apps():
-            if app.name in held:
-                continue
-            wanted = self.app_state(app.name, [d for d in every if d.app == app.name])
-            if wanted is not None:
-                apps.append(wanted)
-        records = store.hosts()
-        capacity = []
-        for name, node in sorted(self.nodes.items()):
-            seen = records.get(name)
-            health = self.report.hosts.get(name, "up")
-            if health == "up" and seen is not None and seen.draining:
-                health = "draining"
-            others = [d for d in every if d.host == name and d.app in held]
-            capacity.append(Host(name, node.capacity.memory_mb or self.memory.get(name, 0), health,  # type: ignore[arg-type]
-                              sum(SIZES.get(d.size, 0) for d in others), node.capacity.max_dynos, len(others)))  # fmt: skip
-        return Desired(tuple(apps), tuple(capacity), complete=not held), Observed(units)
-
-    def app_state(self, app: str, records: list[DynoRecord]) -> AppState | None:
-        store = self.fleet.store
-        current = store.current_release(app)
-        pending = next((r for r in store.releases(app, limit=20) if r.status == "pending"), None)
-        if pending is not None and not self.acting:
-            self.orphaned = True  # no live command deploys it (its app's lock is free): an interrupted deploy
-        if pending is not None and self.acting and (current is None or pending.version > current.version) and self.finished(pending, records):
-            self.act("release", app, None, f"{app}: v{pending.version} was rolled out whole before its deploy stopped: succeeded")
-            if not self.dry_run:
-                store.set_release_status(app, pending.version, "succeeded")
-            current, pending = pending, None
-        if current is None or current.slug_sha256 is None:
-            if not records and pending is None:
-                return None
-            return AppState(app, 0, {}, frozenset(), tuple(records), pending.version if pending else None)
-        return AppState(app, current.version, store.formation(app), frozenset(current.types), tuple(records),
-                        pending.version if pending else None)  # fmt: skip
-
-    def finished(self, release: Release, records: list[DynoRecord]) -> bool:
-        """Every dyno of the formation runs ``release`` and is up, and nothing else runs for the app."""
-        formation = self.fleet.store.formation(release.app)
-        wanted = {(t, i) for t, (q, _) in formation.items() if t in release.types and t != "release" for i in range(1, q + 1)}
-        if not wanted or any(d.release != release.version for d in records):
-            return False
-        up = {(d.type, d.index) for d in records if hosts.state_of(d, self.views.get(d.host)) == "up"}
-        return wanted <= up and len(records) == len(wanted)
-
-    # -- doing ---------------------------------------------------------------------------------------
-    def carry_out(self, steps: list[Step]) -> None:
-        i = 0
-        while i < len(steps):
-            step = steps[i]
-            app = app_of(step)
-            if app is not None and app in self.failed_apps:
-                i += 1
-                continue
-            group: list[Step] = [step]
-            if isinstance(step, StartDyno):  # consecutive starts of one app go together (in parallel)
-                while i + len(group) < len(steps) and isinstance(steps[i + len(group)], StartDyno) and app_of(steps[i + len(group)]) == app:
-                    group.append(steps[i + len(group)])
-            i += len(group)
-            try:
-                if isinstance(step, StartDyno):
-                    self.start([s for s in group if isinstance(s, StartDyno)])
-                else:
-                    self.do(step)
-            except FleetError as e:
-                self.report.errors.append(str(e))
-                self.on_line(f"failed: {describe(step)}: {e}")
-                self.fleet.audit(f"manager.{kind_of(step)}", {"step": describe(step)}, "failed", str(e))
-                if app is None:  # a Route or a Fence that fails ends the pass
-                    return
-                self.failed_apps.add(app)
-
-    def start(self, steps: list[StartDyno]) -> None:
-        fleet, store = self.fleet, self.fleet.store
-        by_release: dict[int, list[DynoRecord]] = {}
-        new: list[DynoRecord] = []
-        for s in steps:
-            ref = s.dyno
-            found = self.records.get(ref.id) if ref.id else None
-            rec = found or DynoRecord(new_dyno_id(), ref.app, ref.type, ref.index, ref.release, ref.host, None, s.size, ref.unit, utcnow())
-            if found is None:
-                new.append(rec)
-            by_release.setdefault(ref.release, []).append(rec)
-        for version, recs in sorted(by_release.items()):
-            release = store.release(steps[0].dyno.app, version)
-            shipping.prepare_hosts(fleet, [self.inv.node(h) for h in {d.host for d in recs}], release, self.on_line)
-            busy = {h: v.ports for h, v in self.views.items()}
-            placed = [d for d in recs if d not in new] + rollout.record_dynos(fleet, [d for d in recs if d in new], busy)
-            for d in placed:
-                self.records[d.id] = d
-                self.made[(d.app, d.type, d.index, d.release, d.host)] = d
-            rollout.start_dynos(fleet, self.inv, release, placed)
-            for s in steps:
-                one = self.resolve(s.dyno)
-                if one is not None and one in placed:
-                    said = ["Cycling"] * (s.reason == "Cycling") + [f"Starting process with command `{release.types.get(one.type, '')}`"]
-                    self.act("start", one.app, one, f"{one.app}: {one.name} starting on {one.host} ({s.reason})", journal=said)
-
-    def resolve(self, ref: DynoRef) -> DynoRecord | None:
-        if ref.id:
-            return self.records.get(ref.id)
-        return self.made.get((ref.app, ref.type, ref.index, ref.release, ref.host))
-
-    def resolved(self, refs: tuple[DynoRef, ...]) -> list[DynoRecord]:
-        return [d for d in (self.resolve(r) for r in refs) if d is not None]
-
-    def do(self, step: Step) -> None:
-        fleet, store = self.fleet, self.fleet.store
-        if isinstance(step, WaitUp):
-            recs = self.resolved(step.dynos)
-            if recs:
-                rollout.wait_until_up(fleet, self.inv, recs)
-                for d in recs:
-                    self.journal(d, "State changed from starting to up")
-        elif isinstance(step, Route):
-            result = router.sync(fleet, self.inv, exclude={r.id for r in step.without})
-            if any(v != "unchanged" for v in result.values()):
-                self.act("route", None, None, f"router: {step.reason}")
-        elif isinstance(step, Drain):
-            recs = self.resolved(step.dynos)
-            router.drain(fleet, self.inv, {d.id for d in recs})
-        elif isinstance(step, StopDyno):
-            self.stop(step)
-        elif isinstance(step, Fence):
-            if step.units:
-                hosts.stop_units(fleet, self.inv.node(step.host), list(step.units))
-            store.set_host_health(step.host, "up")
-            self.report.hosts[step.host] = "up"
-            stopped = f"stopped {', '.join(step.units)}" if step.units else "nothing of fleet's was left running there"
-            self.act("fence", None, step.host, f"host {step.host} fenced ({stopped}); back in use")
-        elif isinstance(step, RestartDyno):
-            crashed = self.resolve(step.dyno)
-            if crashed is None:
-                return
-            d = crashed
-            node = self.inv.node(d.host)
-            fleet.executor.run(node, ("systemctl", "reset-failed", d.unit), check=False)
-            fleet.executor.run(node, ("systemctl", "restart", d.unit), timeout=90)
-            store.set_dyno_restarts(d.id, step.attempt, self.now)
-            # (a kill at the memory limit was said by the unit itself: R15, see fleet.dyno.units.R15_REPORT)
-            self.act("restart", d.app, d, f"{d.app}: {d.name} on {d.host}: {step.reason}",
-                     journal=["State changed from crashed to starting" if step.attempt else "Restarting"])  # fmt: skip
-        elif isinstance(step, SkipCycle):
-            text = f"{step.dyno.app}: cycling {step.dyno.name} skipped: {step.reason}"
-            self.report_once(text, "cycle-skipped", step.dyno.app, self.resolve(step.dyno), text, [f"Cycling skipped: {step.reason}"])
-        elif isinstance(step, Unplaced):
-            text = f"{step.app}: no room for {', '.join(step.dynos)}: {step.reason}"
-            self.report_once(text, "unplaced", step.app, None, text)
-        elif isinstance(step, FailRelease):
-            store.set_release_status(step.app, step.version, "failed")
-            self.act("release", step.app, None, f"{step.app}: v{step.version} failed: {step.reason}")
-
     def memory_quota(self) -> None:
         """R14: a dyno using more than its soft quota (90% of its size) is said, at most once a minute while it does."""
         nodes = [self.nodes[h] for h in self.views]
 
         def look(node: Node) -> dict[str, int]:
-            return parse_memory_usage(self.fleet.executor.run(node, memory_usage_argv(), timeout=self.settings.probe_timeout).stdout)
+            return parse_memory_usage(
+                self.fleet.executor.run(node, memory_usage_argv(), timeout=self.settings.probe_timeout).stdout
+            )
 
         found = fan_out(nodes, look, max_parallel=self.fleet.settings.max_parallel, deadline=self.settings.probe_timeout + 0.5)
         by_unit = {(d.host, d.unit): d for d in self.records.values()}
@@ -436,25 +207,6 @@ class Pass:
                     continue
                 self.report_once(f"R14 {host} {unit}", "memory", d.app, d, f"{d.app}: {d.name} on {d.host} is over its memory quota: {used >> 20} MB "
                          f"of {SIZES[d.size]} MB ({d.size})", journal=["Error R14 (Memory quota exceeded)"])  # fmt: skip
-
-    def stop(self, step: StopDyno) -> None:
-        ref, store = step.dyno, self.fleet.store
-        d = self.resolve(ref)
-        if step.unreachable or ref.host not in self.views:
-            if d is not None:
-                store.remove_dyno(d.id)
-                self.records.pop(d.id, None)
-            self.act("forget", ref.app, None, f"{ref.app}: {ref.name} on {ref.host} forgotten ({step.reason}); "
-                     f"its unit is stopped when {ref.host} is fenced")  # fmt: skip
-            return
-        if d is None:  # a unit fleet has no record of
-            hosts.stop_units(self.fleet, self.inv.node(ref.host), [ref.unit])
-            self.act("stop", ref.app, None, f"{ref.app}: stopped {ref.unit} on {ref.host} ({step.reason})")
-            return
-        self.journal(d, "Stopping all processes with SIGTERM")
-        rollout.remove_dynos(self.fleet, self.inv, [d])
-        self.records.pop(d.id, None)
-        self.act("stop", d.app, None, f"{d.app}: {d.name} (v{d.release}) stopped on {d.host} ({step.reason})")
 
     def tidy(self) -> None:
         """Release dirs and slugs no dyno uses any more, on the hosts of the apps this pass changed (best effort)."""
@@ -468,79 +220,6 @@ class Pass:
     def app_of_action(action: str) -> str | None:
         head = action.split(":", 1)[0]
         return head if re.fullmatch(r"[a-z][a-z0-9-]{2,29}", head) else None
-
-    # -- saying what was done ------------------------------------------------------------------------
-    def act(self, kind: str, app: str | None, dyno: DynoRecord | str | None, text: str, journal: list[str] | None = None) -> None:
-        self.report.actions.append(text)
-        self.on_line(("would: " if self.dry_run else "") + text)
-        if self.dry_run:
-            return
-        args: dict[str, object] = {"app": app} if app else {}
-        if isinstance(dyno, DynoRecord):
-            args.update(dyno=dyno.name, host=dyno.host)
-            for line in journal or []:
-                self.journal(dyno, line)
-        elif isinstance(dyno, str):
-            args["host"] = dyno
-        self.fleet.audit(f"manager.{kind}", args, "ok", text)
-
-    def report_once(
-        self, key: str, kind: str, app: str, dyno: DynoRecord | None, text: str, journal: list[str] | None = None
-    ) -> None:
-        """A report (nothing changed) said once a minute while it stays true, not at every pass of a watcher."""
-        if self.now - self.said.get(key, 0.0) < REPORT_EVERY:
-            return
-        self.said[key] = self.now
-        self.act(kind, app, dyno, text, journal)
-
-    def journal(self, d: DynoRecord, message: str) -> None:
-        """A platform line in the host's journal under the dyno's identifier (APP.web.1), best effort."""
-        if self.dry_run or d.host not in self.views:
-            return
-        try:
-            self.fleet.executor.run(self.inv.node(d.host), ("logger", "-t", f"{d.app}.{d.name}", "--", message), timeout=5, check=False)
-        except FleetError as e:
-            log.info("could not write to %s's journal: %s", d.host, e)
-
-
-def app_of(step: Step) -> str | None:
-    if isinstance(step, Route | Fence):
-        return None
-    if isinstance(step, WaitUp | Drain):
-        return step.dynos[0].app if step.dynos else None
-    if isinstance(step, Unplaced | FailRelease):
-        return step.app
-    return step.dyno.app
-
-
-def kind_of(step: Step) -> str:
-    return re.sub(r"(?<!^)([A-Z])", r"-\1", type(step).__name__).lower()
-
-
-def describe(step: Step) -> str:
-    """One line per step, for --dry-run and errors."""
-    def names(refs: tuple[DynoRef, ...]) -> str:
-        return ", ".join(f"{r.app} {r.name} on {r.host}" for r in refs)
-
-    if isinstance(step, StartDyno):
-        return f"start {step.dyno.app} {step.dyno.name} (v{step.dyno.release}, {step.size}) on {step.dyno.host}: {step.reason}"
-    if isinstance(step, WaitUp):
-        return f"wait until up: {names(step.dynos)}"
-    if isinstance(step, Route):
-        return f"sync the router: {step.reason}"
-    if isinstance(step, Drain):
-        return f"drain: {names(step.dynos)}"
-    if isinstance(step, StopDyno):
-        return f"{'forget' if step.unreachable else 'stop'} {names((step.dyno,))} (v{step.dyno.release}): {step.reason}"
-    if isinstance(step, Fence):
-        return f"fence {step.host}: stop {', '.join(step.units) or 'nothing'}"
-    if isinstance(step, RestartDyno):
-        return f"restart {names((step.dyno,))}: {step.reason}"
-    if isinstance(step, SkipCycle):
-        return f"skip cycling {names((step.dyno,))}: {step.reason}"
-    if isinstance(step, Unplaced):
-        return f"{step.app}: {', '.join(step.dynos)} fit nowhere: {step.reason}"
-    return f"fail {step.app} v{step.version}: {step.reason}"
 
 
 # -- drains by hand ---------------------------------------------------------------------------------

@@ -6,9 +6,12 @@ from collections.abc import Callable
 
 from fleet.context import Fleet
 from fleet.dyno.units import DEFAULT_SIZE, validate_config_key
-from fleet.errors import ConfigError, FleetError, UsageError
+from fleet.errors import ConfigError, FleetError, ReleaseFailed, UsageError
 from fleet.model import Build, Release, process_type_problem
-from fleet.services import rollout
+from fleet.services import router
+from fleet.services.oneoff import run_release_phase
+from fleet.services.reconcile import AppChange
+from fleet.services.shipping import prune_release_dirs
 from fleet.slugstore import SlugStore
 
 Output = Callable[[str], None]
@@ -38,7 +41,50 @@ def _roll_out(fleet: Fleet, release: Release, on_line: Output) -> Release:
             f"-----> v{release.version} released; no inventory chosen, so nothing runs yet (`fleet lab.up` or `fleet inventory.use`)"
         )
         return fleet.store.release(release.app, release.version)
-    return rollout.deploy_release(fleet, release, on_line)
+    return deploy_release(fleet, release, on_line)
+
+
+def deploy_release(fleet: Fleet, release: Release, on_line: Output) -> Release:
+    """Run the release phase, then roll the formation over to ``release`` (the planner's steps: new dynos up
+    before old ones stop); mark it succeeded, or failed with the previous release's dynos kept running."""
+    app = release.app
+    with fleet.store.lock(f"app:{app}", f"deploy v{release.version}"):
+        try:
+            if "release" in release.types:
+                on_line(f"-----> Running release command: {release.types['release']}")
+                code = run_release_phase(fleet, release, on_line)
+                if code != 0:
+                    raise ReleaseFailed(f"release command failed (exit {code}); v{release.version} was not deployed")
+            formation = fleet.store.formation(app)
+            if not any(q for t, (q, _) in formation.items() if t in release.types and t != "release"):
+                on_line(f"-----> v{release.version} released; no dynos to run (scale with `fleet ps.scale -a {app} web=1`)")
+            change = AppChange(fleet, app, release, on_line)
+            steps = change.plan()  # refused here (no room) before anything changes
+            try:
+                change.apply(steps)
+            except FleetError:
+                _back_to_current(fleet, app, release, on_line)
+                raise
+        except FleetError:
+            fleet.store.set_release_status(app, release.version, "failed")
+            raise
+        fleet.store.set_release_status(app, release.version, "succeeded")
+        prune_release_dirs(fleet, fleet.inventory(), app, release.version)
+        router.sync(fleet)  # the release's config (ERROR_PAGE_URL, ...) now counts for the router too
+    on_line(f"-----> v{release.version} deployed")
+    return fleet.store.release(app, release.version)
+
+
+def _back_to_current(fleet: Fleet, app: str, failed: Release, on_line: Output) -> None:
+    """A rollout failed: plan the app at its current release again (the new dynos stop, the previous ones keep
+    running, any already replaced start again); what cannot be done now is left to the dyno manager."""
+    new = [d.name for d in fleet.store.dynos(app) if d.release == failed.version]
+    on_line(f" !     Stopping the new dynos ({', '.join(new) or 'none'}); the previous ones keep running")
+    change = AppChange(fleet, app, fleet.store.current_release(app), on_line)
+    try:
+        change.apply(change.plan())
+    except FleetError as e:
+        on_line(f" !     Not every dyno went back yet ({e}); the dyno manager finishes it")
 
 
 def checked_types(types: dict[str, str], source: str) -> dict[str, str]:

@@ -10,14 +10,16 @@ from collections.abc import Callable, Collection, Iterable
 from fleet.context import Fleet
 from fleet.dyno.units import (
     APPS,
+    DISK_FREE,
     PREPARE,
     START,
     app_slugs_dir,
     env_file,
+    parse_free_disk,
     release_dir,
     slug_dir,
 )
-from fleet.errors import FleetError, ReleaseFailed
+from fleet.errors import FleetError, HostUnreachable, ReleaseFailed
 from fleet.exec.base import fan_out
 from fleet.model import Inventory, Node, Release, validate_process_type
 from fleet.services.hosts import by_host, write_file
@@ -25,6 +27,20 @@ from fleet.slugstore import SlugStore
 
 log = logging.getLogger(__name__)
 Output = Callable[[str], None]
+
+
+class DiskFull(FleetError):
+    def __init__(self, host: str, free_mb: int, need_mb: int) -> None:
+        super().__init__(f"{host}: disk full: {free_mb} MB free in {APPS}, the slug needs about {need_mb} MB; "
+                         f"free space on {host} (its dynos keep running)")  # fmt: skip
+
+
+def disk_free_mb(fleet: Fleet, node: Node) -> int | None:
+    """MB free where the host keeps slugs and release files (None: the host did not say)."""
+    try:
+        return parse_free_disk(fleet.executor.run(node, ("sh", "-c", DISK_FREE), check=False, timeout=10).stdout)
+    except FleetError:
+        return None
 
 
 def ensure_slug(fleet: Fleet, node: Node, app: str, sha: str, uid: int) -> bool:
@@ -40,7 +56,18 @@ def ensure_slug(fleet: Fleet, node: Node, app: str, sha: str, uid: int) -> bool:
     # the app's uid unpacks it (no privileges): it may pass through to its own dirs, which only it and root enter
     fleet.executor.run(node, ("install", "-d", "-m", "0711", APPS))
     fleet.executor.run(node, ("install", "-d", "-m", "0750", "-o", "0", "-g", str(uid), f"{APPS}/{app}", slugs))
-    fleet.executor.put(node, local, f"{slugs}/.{sha}.tar.zst.part")
+    need_mb = 2 * local.stat().st_size // 2**20 + 1  # the packed slug while it unpacks, and at least as much unpacked
+    free_mb = disk_free_mb(fleet, node)
+    if free_mb is not None and free_mb < need_mb:
+        raise DiskFull(node.name, free_mb, need_mb)
+    try:
+        fleet.executor.put(node, local, f"{slugs}/.{sha}.tar.zst.part")
+    except HostUnreachable:
+        free_mb = disk_free_mb(fleet, node)  # SFTP says only "Failure" when the disk fills up mid-copy
+        fleet.executor.run(node, ("rm", "-f", f"{slugs}/.{sha}.tar.zst.part"), check=False)
+        if free_mb is not None and free_mb < need_mb:
+            raise DiskFull(node.name, free_mb, need_mb) from None
+        raise
     from fleet.slug.install import install_slug_argv
 
     # refused (nothing left behind) if it unpacks beyond slug_max_uncompressed_mb; unpacked as the app's uid

@@ -462,6 +462,53 @@ def test_a_pass_started_by_crond_itself_restarts_a_stopped_dyno(lab: Path, mgr: 
     assert fleet_ok(lab, "manager.uninstall").strip() == "the manager was not installed in cron"
 
 
+FULL_DISK = """set -e
+apps=/var/lib/fleet/apps; keep=/run/fleet-test-apps
+mkdir -p $keep && cp -a $apps/. $keep/
+mount -t tmpfs -o size=$(( $(du -sm $apps | cut -f1) + 16 ))m,mode=0711 fleet-test-full $apps
+cp -a $keep/. $apps/ && rm -rf $keep
+dd if=/dev/zero of=$apps/.filler bs=1M 2>/dev/null || true
+"""
+
+
+def test_a_full_disk_on_a_host_fails_a_deploy_clearly_and_gets_no_new_dyno(lab: Path, mgr: str, tmp_path: Path) -> None:
+    """node3's disk fills up (a tmpfs over its apps dir, holding what was there, then filled): a deploy that
+    needs a slug there fails saying so and the previous release keeps running whole; the manager says the
+    host is full and a scale puts nothing there; its own dyno keeps running throughout."""
+    fleet_ok(lab, "ps.scale", "-a", mgr, "web=3", "worker=0")
+    fleet_ok(lab, "manager.run", env=FAST)  # one web dyno per host
+    before = ps(lab, mgr)
+    assert sorted(str(d["host"]) for d in before) == ["node1", "node2", "node3"] and all(d["state"] == "up" for d in before)
+    version = json.loads(fleet_ok(lab, "releases", "-a", mgr, "--json"))[0]["version"]
+    src = write_app(tmp_path / "src", {**WEB_APP, "changed.txt": "a new slug, which node3 would need\n"})
+    _ssh(lab, "node3", "sh", "-c", FULL_DISK)
+    try:
+        assert int(_ssh(lab, "node3", "sh", "-c", "df -k --output=avail /var/lib/fleet/apps | tail -1")) < 1024
+        # no disk reserve: node3 is chosen as usual, and the slug copy there meets the full disk
+        res = run_fleet(lab, "deploy", "-a", mgr, str(src), env={**FAST, "FLEET_DISK_RESERVE_MB": "0"}, timeout=600)
+        assert res.code == 1, res.stdout[-3000:] + res.stderr
+        assert "node3: disk full: " in res.stderr and "MB free in /var/lib/fleet/apps, the slug needs about" in res.stderr
+        assert "the previous ones keep running" in res.stdout
+        releases = json.loads(fleet_ok(lab, "releases", "-a", mgr, "--json"))
+        assert releases[0]["version"] == version + 1 and releases[0]["status"] == "failed"
+        after = ps(lab, mgr)
+        assert sorted((d["name"], d["release"], d["host"]) for d in after) == sorted((d["name"], d["release"], d["host"]) for d in before)
+        wait_for("every dyno up again", lambda: all(d["state"] == "up" for d in ps(lab, mgr)), timeout=60)
+        # with the reserve (512 MB by default), the manager says node3 is full and no new dyno goes there
+        mark = last_audit_id(lab)
+        out = fleet_ok(lab, "manager.run", env=FAST)
+        assert "host node3 has " in out and "MB free for slugs and release files (less than disk_reserve_mb, 512): no new dyno goes there" in out
+        assert [e for e in audit(lab, "manager.host", after=mark) if "node3" in str(e["detail"])]
+        fleet_ok(lab, "ps.scale", "-a", mgr, "web=5")
+        dynos = ps(lab, mgr)
+        assert sorted(str(d["host"]) for d in dynos if d["host"] == "node3") == ["node3"]  # its own web dyno, nothing new
+        assert len(dynos) == 5 and all(d["state"] == "up" for d in dynos), dynos
+    finally:
+        _ssh(lab, "node3", "umount", "--lazy", "/var/lib/fleet/apps")
+    fleet_ok(lab, "ps.scale", "-a", mgr, "web=3")
+    assert "node3" not in fleet_ok(lab, "manager.run", "--dry-run", env=FAST)
+
+
 def test_lab_nodes_left_running(lab: Path) -> None:
     """What later tests need: three running nodes (the power cut test boots node3 again)."""
     assert all(lab_service.node_inits(LabNode(i)) for i in (1, 2, 3))

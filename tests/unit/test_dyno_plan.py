@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 import pytest
 
@@ -448,6 +449,24 @@ def test_no_new_dyno_goes_to_a_host_that_is_not_up(health: HostHealth) -> None:
     dynos = [rec("web.1", "b"), rec("web.2", "c"), rec("worker.1", "c")]
     steps = run(shop(dynos, {"web": (5, "standard-1x"), "worker": (1, "standard-1x")}), hosts(a=health), seen(dynos))
     assert {s.dyno.host for s in steps if isinstance(s, StartDyno)} <= {"b", "c"}
+
+
+def test_a_host_with_a_full_disk_gets_no_new_dyno_and_keeps_its_own() -> None:
+    dynos = [rec("web.1", "a"), rec("web.2", "b"), rec("worker.1", "c")]
+    full = tuple(replace(h, disk_full=h.name == "c") for h in hosts())
+    steps = run(shop(dynos, {"web": (4, "standard-1x"), "worker": (1, "standard-1x")}), full, seen(dynos))
+    assert [s.dyno.host for s in steps if isinstance(s, StartDyno)] == ["a", "b"]  # web.3, web.4: not on c
+    assert not [s for s in steps if isinstance(s, StopDyno | Drain)]  # worker.1 stays on c
+    deploy = run(shop(dynos, release=8), full, seen(dynos))  # a new release moves c's dyno to a host with room
+    assert {s.dyno.host for s in deploy if isinstance(s, StartDyno)} == {"a", "b"}
+    assert StopDyno(ref(dynos[2]), "deploying v8") in deploy
+
+
+def test_when_only_full_disks_are_left_the_shortage_says_so() -> None:
+    full = tuple(replace(h, disk_full=True) for h in hosts())
+    steps = run(shop([], {"web": (1, "standard-1x")}), full, seen([]))
+    assert steps == [Unplaced("shop", ("web.1",), "512 MB of dynos fit on no healthy host (the most free on one is 0 MB; "
+                                                   "a, b, c: disk full, no new dyno goes there): add hosts or scale down")]  # fmt: skip
 
 
 # -- convergence: carrying the steps out leaves nothing to do -----------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 from fleet.dyno.units import (
@@ -129,3 +131,14 @@ def test_systemctl_show_gives_times_and_how_the_last_run_ended() -> None:
     assert (one.started_at, one.changed_at, one.result) == (1764200000.0, 1764200042.0, "oom-kill")
     assert (two.started_at, two.changed_at, two.result) == (0.0, 0.0, "success")
     assert dyno_state(one, True, False) == "crashed" and dyno_state(two, False, False) == "down"
+
+
+def test_the_host_look_ends_with_the_disk_free_for_fleets_files(tmp_path: Path) -> None:
+    from fleet.dyno.units import LISTENERS, parse_free_disk
+
+    script = LISTENERS.replace("/var/lib/fleet/apps", str(tmp_path)).replace("/var/lib/fleet", str(tmp_path)).replace("ss -Hltn", "true")  # no ss needed to test the df part
+    out = subprocess.run(["sh", "-c", script, "fleet-listeners"], capture_output=True, text=True, check=True).stdout
+    free = parse_free_disk(out)
+    assert free is not None and abs(free - shutil.disk_usage(tmp_path).free // 2**20) <= 64
+    assert parse_listeners(out) == {}  # the extra line is no listener
+    assert parse_free_disk("--\nfree-kb 2048\n") == 2 and parse_free_disk("--\n") is None

@@ -10,7 +10,8 @@ from fleet.dyno.backoff import DynoFact
 from fleet.dyno.plan import AppState, Desired, Host, Observed, after_probe, plan
 from fleet.dyno.steps import DynoRef, FailRelease, Fence, Route, StartDyno, StopDyno
 from fleet.errors import UsageError
-from fleet.services.manager import app_of, describe, kind_of, render_cron
+from fleet.services.manager import render_cron
+from fleet.services.reconcile import app_of, describe, kind_of
 
 
 def test_a_host_is_down_after_k_misses_in_a_row_and_fenced_when_it_answers() -> None:

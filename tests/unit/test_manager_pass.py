@@ -38,6 +38,7 @@ class Hosts:
         self.units: dict[str, dict[str, tuple[str, str, str]]] = {"node1": {}, "node2": {}}  # unit -> active, sub, result
         self.down: set[str] = set()
         self.memory: dict[str, dict[str, int]] = {}  # host -> unit -> bytes in use
+        self.free_mb: dict[str, int] = {}  # host -> MB free for slugs and release files (absent: not said)
         self.started = int(time.time()) - 60  # every unit started a minute ago (no cycle is due)
 
     def respond(self, call: Call) -> CommandResult:
@@ -53,6 +54,8 @@ class Hosts:
             )
         elif argv[:2] == ("sh", "-c") and "memory.current" in argv[2]:
             out = "".join(f"{u} {n}\n" for u, n in self.memory.get(call.host, {}).items())
+        elif argv[:2] == ("sh", "-c") and "df -k" in argv[2]:  # the listeners, then the disk free
+            out = "--\n" + (f"free-kb {self.free_mb[call.host] * 1024}\n" if call.host in self.free_mb else "")
         elif argv[:2] == ("systemctl", "restart"):
             for u in argv[2:]:
                 units[u] = ("active", "running", "success")
@@ -173,3 +176,45 @@ def test_ps_shows_a_crashed_dyno_and_when_its_restart_is_due(fleet: Fleet, hosts
     assert view.state == "crashed"
     due = datetime.fromtimestamp(hosts.started + 10 + 20, UTC).isoformat(timespec="seconds")  # crashed at start + 10
     assert view.restart_at == due
+
+
+# -- an operator's change goes through the same planner and steps ---------------------------------------------------------
+def test_ps_restart_restarts_in_place_through_the_planner_and_starts_a_new_backoff_streak(fleet: Fleet, hosts: Hosts) -> None:
+    from fleet.services import dynos
+
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    fleet.store.set_dyno_restarts("d1", 3, 0.0)
+    lines: list[str] = []
+    dynos.restart(fleet, "shop", None, lines.append)
+    assert ran(fleet, "node1", "systemctl", "restart") == [("systemctl", "restart", UNIT)]
+    assert ran(fleet, "node2", "systemctl", "restart") == []
+    assert lines == ["-----> worker.1 on node1: Restarting"]
+    assert [argv[-1] for argv in ran(fleet, "node1", "logger")] == ["Restarting", "State changed from starting to up"]
+    assert fleet.store.dyno_restarts() == {"d1": 0}
+    assert fleet.store.audit_entries() == []  # the command is audited as a whole by its task, not step by step
+
+
+def test_a_scale_that_fits_nowhere_is_refused_before_anything_changes(fleet: Fleet, hosts: Hosts) -> None:
+    from fleet.dyno.placement import CapacityError
+    from fleet.services import dynos
+
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    with pytest.raises(CapacityError, match=r"^the fleet cannot hold this formation: it needs 4608 MB for dynos, the hosts have 4096 MB"):
+        dynos.scale(fleet, "shop", ["worker=9"], lambda s: None)
+    assert fleet.store.formation("shop") == {"worker": (1, "standard-1x")}
+    assert [d.id for d in fleet.store.dynos("shop")] == ["d1"]
+    assert {c.argv[:2] for c in fleet.executor.calls} <= {("systemctl", "show"), ("sh", "-c"), ("free", "-m")}  # type: ignore[attr-defined]
+
+
+def test_a_host_with_a_full_disk_is_said_once_and_a_scale_puts_nothing_there(fleet: Fleet, hosts: Hosts) -> None:
+    from fleet.services import dynos
+
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    hosts.free_mb = {"node1": 100_000, "node2": 100}
+    reports = manager.run(fleet, watch=2.5)
+    said = [a for r in reports for a in r.actions]
+    assert said == ["host node2 has 100 MB free for slugs and release files (less than disk_reserve_mb, 512): "
+                    "no new dyno goes there; its dynos keep running"]  # fmt: skip
+    dynos.scale(fleet, "shop", ["worker=3"], lambda s: None)
+    assert sorted(d.host for d in fleet.store.dynos("shop")) == ["node1", "node1", "node1"]
+    assert ran(fleet, "node2", "systemctl", "restart") == []

@@ -41,7 +41,7 @@ def test_render_routes_each_domain_to_its_backend() -> None:
     assert "    use_backend app-py1 if { var(txn.fleet_host) -m str py1.fleet.test }" in cfg
     assert "    use_backend app-py1 if { var(txn.fleet_host) -m str www.example.com }" in cfg
     assert "    use_backend app-py1 if { var(txn.fleet_host) -m end .apps.example.org }" in cfg
-    assert "    server web.2 169.254.77.12:20001 check inter 1s fastinter 250ms fall 2 rise 1" in cfg
+    assert "    server web.2 169.254.77.12:20001 check inter 1s fastinter 200ms fall 2 rise 1" in cfg
     assert "    default_backend fleet-no-such-app" in cfg
 
 
