@@ -60,7 +60,7 @@ unit: install
 	$(BIN)/pytest -q tests/unit
 
 test: install lint
-	@$(BIN)/pytest -q tests; rc=$$?; \
+	@$(BIN)/pytest -q --durations=25 tests; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure"; exit 1; fi; exit $$rc
 
 N ?= 3

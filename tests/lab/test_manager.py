@@ -78,10 +78,11 @@ def watcher(home: Path, seconds: float, env: dict[str, str] | None = None) -> It
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         try:
-            proc.communicate(timeout=120)
+            out, _ = proc.communicate(timeout=120)
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            out, _ = proc.communicate()
+        print(f"--- the watcher said:\n{out}")  # shown when the test fails
 
 
 def audit(home: Path, prefix: str = "manager.", limit: int = 400, after: int = 0) -> list[dict[str, Any]]:
@@ -95,7 +96,7 @@ def last_audit_id(home: Path) -> int:
 
 
 def fenced(home: Path, host: str, after: int) -> list[dict[str, Any]]:
-    return [e for e in audit(home, "manager.fence", limit=60, after=after) if e["args"].get("host") == host]
+    return [e for e in audit(home, "manager.fence", limit=1000, after=after) if e["args"].get("host") == host]
 
 
 def wait_for(what: str, check: object, timeout: float, every: float = 1.0) -> float:
@@ -287,7 +288,7 @@ def test_a_partitioned_host_is_fenced_after_heal_so_no_dyno_runs_twice(lab: Path
         finally:
             fleet_ok(lab, "lab.heal", victim)
         # the old copies kept running on the partitioned host; the manager stops them before using it again
-        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=30)
+        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=60)
     for d in on_victim:
         assert unit_active(lab, victim, str(d["unit"])) in ("inactive", "unknown", "failed"), d
     fence = fenced(lab, victim, mark)[-1]
@@ -311,7 +312,7 @@ def test_a_host_whose_sshd_stopped_is_down_and_fenced_when_sshd_is_back(lab: Pat
          " systemctl start ssh.socket ssh.service && systemctl stop ssh.socket ssh.service")  # fmt: skip
     with watcher(lab, 90):
         wait_for(f"{victim} down and its dynos elsewhere", lambda: all(d["host"] != victim for d in ps(lab, mgr)), timeout=28)
-        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=30)
+        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=60)
     down = [e for e in audit(lab, "manager.host", after=mark) if e["args"].get("host") == victim and "is down" in str(e["detail"])]
     assert down and "probes in a row missed" in str(down[-1]["detail"])
     for d in on_victim:
@@ -458,6 +459,9 @@ def test_a_pass_started_by_crond_itself_restarts_a_stopped_dyno(lab: Path, mgr: 
         assert any(p["source"] == "cron" for p in status["passes"])
     finally:
         res = fleet_ok(lab, "manager.uninstall")
+        # a watcher cron started before the file went keeps the lease for up to its 20 s: the next tests need it
+        wait_for("the last cron-started watcher ended", lambda: json.loads(fleet_ok(lab, "manager.status", "--json"))["lease"] is None,
+                 timeout=60, every=2)  # fmt: skip
     assert res.startswith("removed /etc/cron.d/fleet-manager-") and not cron_file.exists()
     assert fleet_ok(lab, "manager.uninstall").strip() == "the manager was not installed in cron"
 
