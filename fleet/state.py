@@ -293,6 +293,10 @@ class Store:
             db.execute("INSERT INTO apps (name, created_at, buildpack) VALUES (?, ?, ?)", (app.name, app.created_at, buildpack))
         return app
 
+    def set_app_buildpack(self, name: str, buildpack: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE apps SET buildpack = ? WHERE name = ?", (buildpack, name))
+
     def find_app(self, name: str) -> App | None:
         row = self.db.execute("SELECT * FROM apps WHERE name = ?", (name,)).fetchone()
         return None if row is None else App(row["name"], row["created_at"], row["buildpack"])

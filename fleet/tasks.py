@@ -378,7 +378,7 @@ def info(c: Context, app: str, json_: bool = False) -> None:
         return
     _out(f"=== {app}")
     for key, value in found.to_dict().items():
-        if key != "name":
+        if key not in ("name", "buildpacks"):
             _out(f"{key + ':':12} {value if value not in (None, '') else '-'}")
 
 
@@ -957,11 +957,79 @@ slugs_ns = Collection("slugs", gc)
 releases_ns = Collection("releases", releases_list, releases_info)
 config_ns = Collection("config", config_show, config_get, config_set, config_unset)
 ps_ns = Collection("ps", ps_list, ps_scale, ps_restart, ps_stop)
+@task(name="buildpacks", help={"app": "the app", "json": "print JSON"})
+@fleet_task()
+def buildpacks_list(c: Context, app: str, json_: bool = False) -> None:
+    """The app's buildpacks, in the order builds run them (none set: one is detected at each build)."""
+    from fleet.services import apps
+
+    fleet = Fleet.open(executor=RecordingExecutor())
+    try:
+        found = apps.buildpacks(fleet, app)
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps(found, indent=2))
+    elif not found:
+        _out(f"{app} has no buildpacks set: each build detects one (python, nodejs, static, procfile)")
+    else:
+        _out(f"=== {app} Buildpacks")
+        for i, bp in enumerate(found, start=1):
+            _out(f"{i}. {bp}")
+
+
+def _change_buildpacks(app: str, action: str, buildpack: str = "", index: int = 0) -> str:
+    from fleet.services import apps
+
+    fleet = Fleet.open(executor=RecordingExecutor())
+    try:
+        new = apps.change_buildpacks(fleet, app, action, buildpack, index or None)
+    finally:
+        fleet.close()
+    listed = ", ".join(f"{i}. {b}" for i, b in enumerate(new, start=1)) or "none: each build detects one"
+    _out(f"{app}'s buildpacks: {listed}; the next build uses them (`git push`, or `fleet deploy -a {app}`)")
+    return listed
+
+
+BUILDPACK_HELP = {"app": "the app", "buildpack": "a buildpack name (python, nodejs, static, procfile), directory or git URL"}
+
+
+@task(name="add", positional=["buildpack"], help={**BUILDPACK_HELP, "index": "where in the list, from 1 (default: last)"})
+@fleet_task(audit="buildpacks.add")
+def buildpacks_add(c: Context, app: str, buildpack: str, index: int = 0) -> str:
+    """Add a buildpack: builds run each of the app's buildpacks in order (the last one's default process types count)."""
+    return _change_buildpacks(app, "add", buildpack, index)
+
+
+@task(name="set", positional=["buildpack"], help={**BUILDPACK_HELP, "index": "which one to replace, from 1 (default: 1)"})
+@fleet_task(audit="buildpacks.set")
+def buildpacks_set(c: Context, app: str, buildpack: str, index: int = 0) -> str:
+    """Set the app's buildpack (replacing the first, or the one at --index)."""
+    return _change_buildpacks(app, "set", buildpack, index)
+
+
+@task(name="remove", positional=["buildpack"], help={**BUILDPACK_HELP, "index": "which one to remove, from 1"})
+@fleet_task(audit="buildpacks.remove")
+def buildpacks_remove(c: Context, app: str, buildpack: str = "", index: int = 0) -> str:
+    """Remove one of the app's buildpacks (by name or --index)."""
+    return _change_buildpacks(app, "remove", buildpack, index)
+
+
+@task(name="clear", help={"app": "the app"})
+@fleet_task(audit="buildpacks.clear")
+def buildpacks_clear(c: Context, app: str) -> str:
+    """Remove every buildpack setting: each build detects one again."""
+    return _change_buildpacks(app, "clear")
+
+
+buildpacks_ns = Collection("buildpacks", buildpacks_list, buildpacks_add, buildpacks_set, buildpacks_remove, buildpacks_clear)
+buildpacks_ns.default = "buildpacks"
 domains_ns = Collection("domains", domains_list, domains_add, domains_remove)
 domains_ns.default = "domains"
 maintenance_ns = Collection("maintenance", maintenance_on, maintenance_off)
 router_ns = Collection("router", router_sync)
 ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns,
+                buildpacks_ns,
                 audit, builds_list, deploy,
                 rollback, run_task, open_app)  # fmt: skip
 releases_ns.default = "releases"

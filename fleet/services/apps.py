@@ -15,7 +15,7 @@ from fleet.context import Fleet
 from fleet.errors import UsageError
 from fleet.exec.local import run_local
 from fleet.model import App, validate_app_name
-from fleet.services.builds import validate_buildpack_setting
+from fleet.services.builds import buildpack_list, validate_buildpack_setting
 
 HOOK_NAME = "pre-receive"
 
@@ -35,7 +35,8 @@ class AppInfo:
         return {
             "name": self.app.name,
             "created_at": self.app.created_at,
-            "buildpack": self.app.buildpack,
+            "buildpack": self.app.buildpack.replace("\n", ","),  # the app's buildpacks in order ("": detected)
+            "buildpacks": buildpack_list(self.app.buildpack),
             "git_url": self.git_url,
             "git_path": self.git_path,
             "builds": self.builds,
@@ -150,3 +151,54 @@ def destroy(fleet: Fleet, name: str, confirm: str) -> list[str]:
         shutil.rmtree(repo_path(fleet, app.name), ignore_errors=True)
         shutil.rmtree(fleet.settings.cache_dir / app.name, ignore_errors=True)
     return unreachable
+
+
+# -- an app's buildpacks (Heroku's buildpacks:add/set/remove/clear) ---------------------------------------------
+def buildpacks(fleet: Fleet, app: str) -> list[str]:
+    """The app's buildpacks in order; [] means one is detected at each build."""
+    return buildpack_list(fleet.store.app(app).buildpack)
+
+
+def _index(index: int | None, size: int, adding: bool) -> int:
+    """A 1-based --index into the list (adding: up to one past its end) -> a 0-based position."""
+    top = size + 1 if adding else max(size, 1)
+    if index is None:
+        return size if adding else 0
+    if not 1 <= index <= top:
+        raise UsageError(f"--index {index} is out of range: use 1 to {top}")
+    return index - 1
+
+
+def change_buildpacks(fleet: Fleet, app: str, action: str, value: str = "", index: int | None = None) -> list[str]:
+    """add (at the end, or at --index), set (replace the first, or the one at --index), remove (by value or
+    --index), clear. The next build uses them; nothing is rebuilt now. Returns the new list."""
+    with fleet.store.lock(f"app:{app}", f"buildpacks.{action}"):
+        current = buildpacks(fleet, app)
+        if action in ("add", "set"):
+            if not value:
+                raise UsageError(f"say which buildpack, e.g. `fleet buildpacks.{action} -a {app} nodejs`")
+            validate_buildpack_setting(value)
+            at = _index(index, len(current), adding=action == "add")
+            if value in current and not (action == "set" and at < len(current) and current[at] == value):
+                raise UsageError(f"{value} is already a buildpack of {app} (number {current.index(value) + 1})")
+            new = [*current[:at], value, *current[at + (action == "set") :]]
+        elif action == "remove":
+            if value and index is not None:
+                raise UsageError("give the buildpack or --index, not both")
+            if value:
+                if value not in current:
+                    raise UsageError(f"{value} is not a buildpack of {app} (`fleet buildpacks -a {app}` lists them)")
+                new = [b for b in current if b != value]
+            elif index is not None:
+                if not current:
+                    raise UsageError(f"{app} has no buildpacks set")
+                at = _index(index, len(current), adding=False)
+                new = current[:at] + current[at + 1 :]
+            else:
+                raise UsageError(f"say which buildpack to remove, or --index, e.g. `fleet buildpacks.remove -a {app} static`")
+        elif action == "clear":
+            new = []
+        else:
+            raise UsageError(f"unknown buildpacks action {action!r}")
+        fleet.store.set_app_buildpack(app, "\n".join(new))
+    return new

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.context import Fleet
+from fleet.dyno.units import validate_config_key
 from fleet.errors import ConfigError, FleetError, PrerequisiteError, RemoteTimeout, UsageError
 from fleet.exec.base import CommandResult
 from fleet.exec.cgroup import Confinement, SystemdScope, confine_here
@@ -177,6 +178,20 @@ def _chown_tree(root: Path, uid: int) -> None:
             os.lchown(os.path.join(dirpath, name), uid, uid)
 
 
+def write_env_dir(env_dir: Path, config: dict[str, str]) -> None:
+    """ENV_DIR of the buildpack API: one file per config var (named by its key, holding its value byte for byte),
+    readable only by the build user; the values never go on a command line."""
+    env_dir.mkdir(mode=0o500)
+    for key, value in sorted(config.items()):
+        validate_config_key(key)  # checked when set too: a plain file name, never a path
+        path = env_dir / key
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400)
+        with os.fdopen(fd, "wb") as f:
+            f.write(value.encode())
+        os.chown(path, BUILD_UID, BUILD_UID)
+    os.chown(env_dir, BUILD_UID, BUILD_UID)
+
+
 def apply_slugignore(app_dir: Path) -> list[str]:
     ignore_file = app_dir / ".slugignore"
     if not ignore_file.is_file():
@@ -214,6 +229,8 @@ def _check_buildpack_dir(path: Path, label: str) -> None:
 
 def validate_buildpack_setting(value: str) -> None:
     """Refuse a --buildpack value that can never work, before anything is created."""
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise UsageError("a buildpack name, path or URL cannot hold control characters (a newline, a tab, ...)")
     if not value or value in DETECT_ORDER:
         return
     if _looks_like_git(value):
@@ -230,24 +247,35 @@ def _looks_like_git(value: str) -> bool:
     return value.startswith(("https://", "http://", "git://", "ssh://", "file://", "git@")) or value.endswith(".git")
 
 
+def buildpack_list(setting: str) -> list[str]:
+    """An app's buildpacks, in order, from its setting (one per line; empty: detect one)."""
+    return [line for line in setting.split("\n") if line]
+
+
 def resolve_buildpacks(setting: str, work: Path, on_line: Output) -> list[Buildpack]:
-    if not setting:
+    """What the build runs: the detect order (one is chosen), or the app's buildpacks (each runs, in order)."""
+    chosen = buildpack_list(setting)
+    if not chosen:
         return [Buildpack(n, BUILDPACKS_DIR / n) for n in DETECT_ORDER]
+    return [_resolve_one(value, work / ("buildpack" if i == 0 else f"buildpack-{i + 1}"), work, on_line)
+            for i, value in enumerate(chosen)]  # fmt: skip
+
+
+def _resolve_one(setting: str, dest: Path, work: Path, on_line: Output) -> Buildpack:
     if setting in DETECT_ORDER:
-        return [Buildpack(setting, BUILDPACKS_DIR / setting)]
+        return Buildpack(setting, BUILDPACKS_DIR / setting)
     is_local_repo = (Path(setting) / "HEAD").is_file() and not (Path(setting) / "bin").is_dir()
     if is_local_repo or (_looks_like_git(setting) and not Path(setting).is_dir()):
-        dest = work / "buildpack"
         on_line(f"-----> Fetching buildpack {setting}")
         res = run_local(("git", "clone", "--quiet", "--depth", "1", setting, str(dest)), check=False, timeout=300)
         if res.code != 0:
             raise BuildError(f"could not fetch buildpack {setting}: {(res.stderr.strip().splitlines() or ['git failed'])[-1]}")
         os.chmod(work, 0o711)  # the build user must reach the clone
         _check_buildpack_dir(dest, setting)
-        return [Buildpack(Path(setting.rstrip("/")).name.removesuffix(".git"), dest)]
+        return Buildpack(Path(setting.rstrip("/")).name.removesuffix(".git"), dest)
     path = Path(setting)
     _check_buildpack_dir(path, setting)
-    return [Buildpack(path.name, path.resolve())]
+    return Buildpack(path.name, path.resolve())
 
 
 # -- where buildpacks run ------------------------------------------------------------------
@@ -413,7 +441,8 @@ def _build(
     host = build_host(fleet)  # a bad setting stops the build before any work
     app_dir = work / "app"
     env_dir = work / "env"
-    env_dir.mkdir()
+    current = fleet.store.current_release(app)
+    write_env_dir(env_dir, current.config_vars if current else {})  # the config vars, as Heroku gives them to buildpacks
     on_line(f"-----> Building {app} from {source.describe()}")
     source.materialize(app_dir, work)
     removed = apply_slugignore(app_dir)
@@ -436,7 +465,8 @@ def _build(
         on_line(f"-----> Building on {host.name}")
         runner = RemoteBuild(fleet, host, work, app, candidates, limits, _remaining(deadline))
     try:
-        return _run_buildpacks(fleet, app, source, runner, candidates, procfile_types, work, deadline, started, on_line)
+        chain = bool(buildpack_list(buildpack_setting))  # the app's buildpacks: each runs, in order
+        return _run_buildpacks(fleet, app, source, runner, candidates, chain, procfile_types, work, deadline, started, on_line)
     finally:
         runner.close()
 
@@ -469,6 +499,7 @@ def _run_buildpacks(
     source: Source,
     runner: LocalBuild,
     candidates: list[Buildpack],
+    chain: bool,
     procfile_types: dict[str, str] | None,
     work: Path,
     deadline: float,
@@ -477,43 +508,54 @@ def _run_buildpacks(
 ) -> Build:
     settings = fleet.settings
     max_unpacked = settings.slug_max_uncompressed_bytes  # a bad setting stops the build before any buildpack runs
-    if len(candidates) > 1:
-        on_line(f"-----> Detecting buildpack (order: {', '.join(b.name for b in candidates)})")
     container = runner.container
-    chosen: Buildpack | None = None
-    detected_name = ""
-    for bp in candidates:
-        res = runner.run(container(bp).detect(), timeout=_remaining(deadline))
-        _remaining(deadline)  # a step killed at the deadline is a timeout, not a failure
-        if res.code == 0:
-            chosen = bp
-            detected_name = next((ln for ln in res.stdout.splitlines() if ln.strip() and not is_noise(ln)), bp.name).strip()
-            break
-    if chosen is None:
-        if len(candidates) == 1:
-            raise BuildError(f"the {candidates[0].name} buildpack does not detect this app (its bin/detect said no)")
-        raise BuildError(
-            f"no buildpack detected this app (tried: {', '.join(b.name for b in candidates)}); add requirements.txt, "
-            "package.json, index.html or a Procfile, or pick one with `apps.create --buildpack`"
-        )
-    on_line(f"-----> {detected_name} app detected")
+    if chain:
+        chosen = candidates
+        if len(chosen) > 1:
+            on_line(f"-----> Buildpacks of {app}, in order: {', '.join(b.name for b in chosen)}")
+        for bp in chosen:
+            res = runner.run(container(bp).detect(), timeout=_remaining(deadline))
+            _remaining(deadline)  # a step killed at the deadline is a timeout, not a failure
+            if res.code != 0:
+                raise BuildError(f"the {bp.name} buildpack does not detect this app (its bin/detect said no)")
+            on_line(f"-----> {_detected_name(res.stdout, bp)} app detected")
+    else:
+        on_line(f"-----> Detecting buildpack (order: {', '.join(b.name for b in candidates)})")
+        found: Buildpack | None = None
+        for bp in candidates:
+            res = runner.run(container(bp).detect(), timeout=_remaining(deadline))
+            _remaining(deadline)
+            if res.code == 0:
+                found = bp
+                on_line(f"-----> {_detected_name(res.stdout, bp)} app detected")
+                break
+        if found is None:
+            raise BuildError(
+                f"no buildpack detected this app (tried: {', '.join(b.name for b in candidates)}); add requirements.txt, "
+                "package.json, index.html or a Procfile, or pick one with `apps.create --buildpack`"
+            )
+        chosen = [found]
 
-    code = runner.stream(
-        container(chosen).compile(),
-        lambda line: None if is_noise(line) else on_line(line),
-        timeout=_remaining(deadline),
-    )
-    _remaining(deadline)
-    if code != 0:
-        raise BuildError(
-            f"the {chosen.name} buildpack's compile step failed (exit {code}){_limits_hit(runner, settings)}; see the output above"
+    for bp in chosen:  # each compiles the app in turn, seeing what the ones before it made
+        if len(chosen) > 1:
+            on_line(f"-----> Compiling with {bp.name}")
+        code = runner.stream(
+            container(bp).compile(),
+            lambda line: None if is_noise(line) else on_line(line),
+            timeout=_remaining(deadline),
         )
+        _remaining(deadline)
+        if code != 0:
+            raise BuildError(
+                f"the {bp.name} buildpack's compile step failed (exit {code}){_limits_hit(runner, settings)}; see the output above"
+            )
 
-    res = runner.run(container(chosen).release(), timeout=_remaining(deadline))
+    last = chosen[-1]  # as on Heroku, the last buildpack's bin/release gives the default process types
+    res = runner.run(container(last).release(), timeout=_remaining(deadline))
     _remaining(deadline)
     if res.code != 0:
-        raise BuildError(f"the {chosen.name} buildpack's release step failed (exit {res.code}){_limits_hit(runner, settings)}")
-    defaults = parse_release("\n".join(ln for ln in res.stdout.splitlines() if not is_noise(ln)), chosen.name)
+        raise BuildError(f"the {last.name} buildpack's release step failed (exit {res.code}){_limits_hit(runner, settings)}")
+    defaults = parse_release("\n".join(ln for ln in res.stdout.splitlines() if not is_noise(ln)), last.name)
     process_types = merge_process_types(defaults, procfile_types)
     on_line("-----> Discovering process types")
     if procfile_types:
@@ -553,7 +595,7 @@ def _run_buildpacks(
             slug_sha256=sha,
             slug_size=size,
             commit=source.commit(),
-            buildpack=chosen.name,
+            buildpack=",".join(bp.name for bp in chosen),
             process_types=tuple(process_types.items()),
             source=source.describe(),
             created_at=utcnow(),
@@ -562,6 +604,10 @@ def _run_buildpacks(
     )
     on_line(f"-----> Build {recorded.number} succeeded: slug {recorded.slug_id} ({human_size(size)})")
     return recorded
+
+
+def _detected_name(stdout: str, bp: Buildpack) -> str:
+    return next((ln for ln in stdout.splitlines() if ln.strip() and not is_noise(ln)), bp.name).strip()
 
 
 def _limits_hit(runner: LocalBuild, settings: Settings) -> str:
