@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Iterator
@@ -72,6 +73,10 @@ def test_create_info_list_destroy(fleet: FleetCLI) -> None:
         ("node", "nodejs", {"web": "npm start"}, ["server.js", "package.json", ".profile.d/nodejs.sh"]),
         ("static", "static", {"web": "python3 -m http.server $PORT --bind 0.0.0.0 --directory /app/public"}, ["public/index.html"]),
         ("worker", "procfile", {"web": "python3 web.py", "worker": "python3 worker.py"}, ["web.py", "worker.py", "Procfile"]),
+        ("express", "nodejs", {"web": "npm start"}, ["index.js", "node_modules/express/package.json", ".profile.d/nodejs.sh"]),
+        ("django", "python", {"web": "gunicorn mysite.wsgi --bind 0.0.0.0:$PORT --workers 2 --log-file -",
+                              "release": "python manage.py migrate --noinput"},
+         ["manage.py", ".venv/bin/gunicorn", "staticfiles/staticfiles.json"]),  # collected at build time
     ],
 )  # fmt: skip
 def test_examples_build_with_their_buildpack(
@@ -116,15 +121,21 @@ def test_slug_files_belong_to_the_dyno_user_and_the_build_ran_unprivileged(fleet
     (bp / "bin" / "detect").write_text("#!/bin/sh\necho Whoami\n")
     (bp / "bin" / "compile").write_text(
         '#!/bin/sh\nid -un > "$1/built-by"\ntouch /etc/x 2>/dev/null && echo ROOT-WRITABLE\necho "env dir: $(ls -A "$3" | wc -l) files"\n'
+        'cat "$3/GREETING" > "$1/greeting"; stat -c "%a %U" "$3/GREETING" "$3" > "$1/env-modes"\n'
+        'echo "$3/WEIRD:$(cat "$3/WEIRD" | wc -c) bytes"\n'
     )
     (bp / "bin" / "release").write_text("#!/bin/sh\necho '--- {}'\n")
     for f in (bp / "bin").iterdir():
         f.chmod(0o755)
     assert fleet("apps.create", "whoami", "--buildpack", str(bp)).code == 0
+    weird = "line one\n  'quoted' $HOME `x` é\n"
+    assert fleet("config.set", "-a", "whoami", "GREETING=hello there", f"WEIRD={weird}", "SECRET=s3cr3t-value").code == 0
     res = fleet("deploy", "-a", "whoami", str(src))
     assert res.code == 0, res.output
     assert "ROOT-WRITABLE" not in res.stdout
-    assert "env dir: 0 files" in res.stdout
+    assert "env dir: 3 files" in res.stdout  # ENV_DIR: one file per config var, as Heroku gives them
+    assert f"/tmp/env/WEIRD:{len(weird.encode())} bytes" in res.stdout  # byte for byte
+    assert "s3cr3t-value" not in res.output
     [build] = fleet.builds("whoami")
     path = fleet.home / "slugs" / f"{build['slug_sha256']}.tar.zst"
     raw = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
@@ -132,6 +143,8 @@ def test_slug_files_belong_to_the_dyno_user_and_the_build_ran_unprivileged(fleet
         member = tar.getmember("./built-by")
         assert tar.extractfile(member).read() == b"dyno\n"  # type: ignore[union-attr]
         assert member.uid == 1500
+        assert tar.extractfile("./greeting").read() == b"hello there"  # type: ignore[union-attr]
+        assert tar.extractfile("./env-modes").read() == b"400 dyno\n500 dyno\n"  # type: ignore[union-attr]
 
 
 # -- git push --------------------------------------------------------------------------------
@@ -235,6 +248,143 @@ def test_compile_failure(fleet: FleetCLI, tmp_path: Path) -> None:
     )
     out = _deploy_fails(fleet, "badreq", src, "the python buildpack's compile step failed (exit 1); see the output above")
     assert "-----> Installing dependencies from requirements.txt with pip" in out
+
+
+def test_django_collectstatic_failure_fails_the_build_and_can_be_disabled(fleet: FleetCLI, tmp_path: Path) -> None:
+    files = {p.relative_to(EXAMPLES / "django").as_posix(): p.read_text() for p in (EXAMPLES / "django").rglob("*") if p.is_file()}
+    files["mysite/settings.py"] += "\nSTATIC_ROOT = None  # broken on purpose\n"
+    src = _app_with_source(fleet, tmp_path, "djbroken", files)
+    out = _deploy_fails(fleet, "djbroken", src, "the python buildpack's compile step failed (exit 1); see the output above")
+    assert "-----> $ python manage.py collectstatic --noinput" in out
+    assert "ImproperlyConfigured" in out
+    assert fleet("config.set", "-a", "djbroken", "DISABLE_COLLECTSTATIC=1").code == 0
+    res = fleet("deploy", "-a", "djbroken", str(src))
+    assert res.code == 0, res.output
+    assert "-----> Skipping Django collectstatic (DISABLE_COLLECTSTATIC is set)" in res.stdout
+
+
+def test_a_vite_front_end_built_by_nodejs_and_served_by_static_in_that_order(fleet: FleetCLI) -> None:
+    assert fleet("apps.create", "ex-vite").code == 0
+    assert fleet("buildpacks.add", "-a", "ex-vite", "nodejs").code == 0
+    assert fleet("buildpacks.add", "-a", "ex-vite", "static").code == 0
+    res = fleet("deploy", "-a", "ex-vite", str(EXAMPLES / "vite"))
+    assert res.code == 0, res.output
+    lines = res.stdout.splitlines()
+    order = ["-----> Buildpacks of ex-vite, in order: nodejs, static", "-----> Compiling with nodejs",
+             "-----> Installing dependencies with npm ci --include=dev --no-progress", "-----> Running build",
+             "-----> Pruning devDependencies", "-----> Compiling with static"]  # fmt: skip
+    assert [line for line in lines if line in order] == order
+    assert any(line.startswith("-----> Serving ") and line.endswith(" files from /app/dist") for line in lines)
+    [build] = fleet.builds("ex-vite")
+    assert build["buildpack"] == "nodejs,static"
+    assert build["process_types"] == {"web": "python3 -m http.server $PORT --bind 0.0.0.0 --directory /app/dist"}
+    names = slug_names(fleet, str(build["slug_sha256"]))
+    assert "dist/index.html" in names and any(n.startswith("dist/assets/index-") and n.endswith(".js") for n in names)
+    assert not [n for n in names if n.startswith("node_modules/vite/")]  # a devDependency: pruned after the build
+
+
+def test_a_buildpack_of_the_list_that_does_not_detect_fails_the_build(fleet: FleetCLI, tmp_path: Path) -> None:
+    src = _app_with_source(fleet, tmp_path, "nodetect", {"Procfile": "web: x\n"})
+    assert fleet("buildpacks.add", "-a", "nodetect", "python").code == 0
+    _deploy_fails(fleet, "nodetect", src, "the python buildpack does not detect this app (its bin/detect said no)")
+
+
+@pytest.mark.parametrize("manager", ["pnpm", "yarn"])
+def test_pnpm_and_yarn_lock_files_install_with_their_own_tool(fleet: FleetCLI, tmp_path: Path, manager: str) -> None:
+    pkg = {"name": "lockapp", "version": "1.0.0", "private": True, "dependencies": {"ms": "^2.1.3"},
+           "devDependencies": {"is-number": "^7.0.0"}, "scripts": {"start": "node -e 'console.log(1)'"}}  # fmt: skip
+    src = _app_with_source(fleet, tmp_path, f"lock-{manager}", {"package.json": json.dumps(pkg)})
+    tool = {"pnpm": ["--package=pnpm@9", "--", "pnpm", "install", "--lockfile-only"],
+            "yarn": ["--package=yarn@1", "--", "yarn", "install", "--ignore-scripts"]}[manager]  # fmt: skip
+    made = subprocess.run(["npm", "exec", "--yes", *tool], cwd=src, capture_output=True, text=True, timeout=300)
+    assert made.returncode == 0, made.stderr
+    shutil.rmtree(src / "node_modules", ignore_errors=True)
+    res = fleet("deploy", "-a", f"lock-{manager}", str(src))
+    assert res.code == 0, res.output
+    frozen = {"pnpm": "--frozen-lockfile --prod=false", "yarn": "--frozen-lockfile"}[manager]
+    assert f"-----> Installing dependencies with {manager} install {frozen}" in res.stdout
+    assert "-----> Pruning devDependencies" in res.stdout
+    [build] = fleet.builds(f"lock-{manager}")
+    names = slug_names(fleet, str(build["slug_sha256"]))
+    assert any(n.startswith("node_modules/") and "/ms/" in n for n in names)
+    assert not [n for n in names if n.startswith("node_modules/is-number")]  # pruned: a devDependency cannot be required
+    if manager == "yarn":
+        assert not [n for n in names if "is-number" in n]  # (pnpm keeps it in its own store, node_modules/.pnpm)
+
+
+def test_node_build_scripts_run_in_herokus_order_with_the_config_vars(fleet: FleetCLI, tmp_path: Path) -> None:
+    scripts = {"heroku-prebuild": "echo pre > pre.txt", "heroku-postbuild": "echo \"$GREETING\" > post.txt",
+               "build": "echo build > build.txt", "start": "node -e 1"}  # fmt: skip
+    pkg = {"name": "hooks", "version": "1.0.0", "private": True, "scripts": scripts, "devDependencies": {"is-number": "^7.0.0"}}
+    src = _app_with_source(fleet, tmp_path, "hooks", {"package.json": json.dumps(pkg)})
+    assert fleet("config.set", "-a", "hooks", "GREETING=hi from config", "NPM_CONFIG_PRODUCTION=false").code == 0
+    res = fleet("deploy", "-a", "hooks", str(src))
+    assert res.code == 0, res.output
+    assert "-----> Skipping pruning of devDependencies (NPM_CONFIG_PRODUCTION or YARN_PRODUCTION is false)" in res.stdout
+    [build] = fleet.builds("hooks")
+    names = slug_names(fleet, str(build["slug_sha256"]))
+    assert "pre.txt" in names and "post.txt" in names and "build.txt" not in names  # heroku-postbuild instead of build
+    assert "node_modules/is-number/package.json" in names  # kept
+    path = fleet.home / "slugs" / f"{build['slug_sha256']}.tar.zst"
+    raw = subprocess.run(["zstd", "-dc", str(path)], capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=io.BytesIO(raw)) as tar:
+        assert tar.extractfile("./post.txt").read() == b"hi from config\n"  # type: ignore[union-attr]
+
+
+def test_a_lock_file_that_disagrees_with_package_json_is_refused(fleet: FleetCLI, tmp_path: Path) -> None:
+    pkg = json.loads((EXAMPLES / "express" / "package.json").read_text())
+    pkg["dependencies"]["ms"] = "^2.1.3"  # not in the lock file
+    src = _app_with_source(fleet, tmp_path, "badlock", {"package.json": json.dumps(pkg),
+                           "package-lock.json": (EXAMPLES / "express" / "package-lock.json").read_text(), "index.js": ""})  # fmt: skip
+    out = _deploy_fails(fleet, "badlock", src, "the nodejs buildpack's compile step failed (exit 1); see the output above")
+    assert " !     package-lock.json does not match package.json: run `npm install` and commit package-lock.json" in out
+
+
+@pytest.fixture(scope="module")
+def lock_tools(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """uv and pipenv on this machine, to write the lock files an app would commit."""
+    venv = tmp_path_factory.mktemp("locktools") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    res = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "uv", "pipenv"], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr
+    return venv / "bin"
+
+
+@pytest.mark.parametrize("manager", ["uv", "pipenv"])
+def test_uv_and_pipenv_lock_files_install_exactly_and_a_stale_lock_is_refused(
+    fleet: FleetCLI, tmp_path: Path, lock_tools: Path, manager: str
+) -> None:
+    manifest, lock = {"uv": ("pyproject.toml", "uv.lock"), "pipenv": ("Pipfile", "Pipfile.lock")}[manager]
+    text = {"uv": '[project]\nname = "locked"\nversion = "0.1.0"\nrequires-python = ">=3.11"\ndependencies = ["six>=1.16"]\n',
+            "pipenv": '[packages]\nsix = ">=1.16"\n\n[requires]\npython_version = "3.11"\n'}[manager]  # fmt: skip
+    app = f"py-{manager}"
+    src = _app_with_source(fleet, tmp_path, app, {manifest: text, "Procfile": "worker: python -c 'import six; print(six.__version__)'\n"})
+    argv = [str(lock_tools / "uv"), "lock", "-q"] if manager == "uv" else [str(lock_tools / "pipenv"), "lock"]
+    # pipenv's Pipfile hash counts this machine's pip settings: lock as on a plain developer machine (no PIP_*, own HOME)
+    plain = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path / "home"), "PIPENV_VENV_IN_PROJECT": "1"}
+    made = subprocess.run(argv, cwd=src, capture_output=True, text=True, timeout=300, env=os.environ if manager == "uv" else plain)
+    assert made.returncode == 0, made.stdout + made.stderr
+    shutil.rmtree(src / ".venv", ignore_errors=True)
+    good = (src / manifest).read_text()
+    stale = good.replace('"six>=1.16"', '"six>=1.16", "idna"') if manager == "uv" else good.replace("[packages]\n", '[packages]\nidna = "*"\n')
+    (src / manifest).write_text(stale)  # a dependency the lock file does not have
+    out = _deploy_fails(fleet, app, src, "the python buildpack's compile step failed (exit 1); see the output above")
+    assert f" !     {lock} does not match {manifest}: run `{manager} lock` and commit {lock}" in out
+    (src / manifest).write_text(good)
+    res = fleet("deploy", "-a", app, str(src))
+    assert res.code == 0, res.output
+    assert f"-----> Installing dependencies from {lock} with {manager}" in res.stdout
+    [build] = fleet.builds(app)
+    names = slug_names(fleet, str(build["slug_sha256"]))
+    assert ".venv/lib/python3.11/site-packages/six.py" in names
+    assert not [n for n in names if "/site-packages/idna/" in n]  # what the stale manifest asked for: not installed
+
+
+def test_a_poetry_lock_is_refused_with_what_to_do(fleet: FleetCLI, tmp_path: Path) -> None:
+    src = _app_with_source(fleet, tmp_path, "py-poetry", {"pyproject.toml": '[project]\nname = "p"\nversion = "0"\n', "poetry.lock": "",
+                                                          "Procfile": "web: x\n"})  # fmt: skip
+    out = _deploy_fails(fleet, "py-poetry", src, "the python buildpack's compile step failed (exit 1); see the output above")
+    assert " !     poetry.lock: Poetry is not supported by this buildpack yet; commit a requirements.txt" in out
 
 
 def test_python_version_not_on_the_stack(fleet: FleetCLI, tmp_path: Path) -> None:
@@ -447,7 +597,7 @@ def test_push_over_ssh_to_the_control_machine(fleet: FleetCLI, pushed: Path, con
     assert builds[0]["commit"] == git(pushed, "rev-parse", "HEAD").stdout.strip()
 
 
-@pytest.mark.parametrize("example", ["python", "node", "static", "worker"])
+@pytest.mark.parametrize("example", ["static", "worker"])  # the others are pushed to the lab (tests/lab/test_examples.py)
 def test_git_push_of_each_example_builds_it(fleet: FleetCLI, tmp_path: Path, example: str) -> None:
     work = tmp_path / example
     shutil.copytree(EXAMPLES / example, work)

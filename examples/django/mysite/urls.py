@@ -1,0 +1,5 @@
+from django.urls import path
+
+from hello import views
+
+urlpatterns = [path("", views.index)]

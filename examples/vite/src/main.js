@@ -1,0 +1,1 @@
+document.querySelector("#greeting").textContent += " (bundled by Vite)";
