@@ -20,7 +20,7 @@ from fleet.dyno.units import (
     parse_unit_name,
     validate_size,
 )
-from fleet.errors import UsageError
+from fleet.errors import HealthcheckTimeout, ReleaseFailed, UsageError
 from fleet.model import DynoRecord
 from fleet.services import router
 from fleet.services.hosts import by_host, dyno_fact, dyno_hosts, observe, state_of
@@ -66,8 +66,15 @@ def scale(fleet: Fleet, app: str, args: list[str], on_line: Output) -> dict[str,
         steps = change.plan()  # refused here (no room) before anything changes
         fleet.store.set_formation(app, changes)
         fleet.store.reset_dyno_restarts(app)  # a scale starts a new crash backoff streak
-        change.apply(steps)  # a failed step: the formation stays as asked; the dyno manager goes on converging to it
+        try:
+            change.apply(steps)
+        except (ReleaseFailed, HealthcheckTimeout) as e:  # the formation stays as asked: the manager goes on with it
+            raise type(e)(f"{e}; the formation is set ({fmt_formation(changes)}): the dyno manager restarts it with backoff") from None
     return fleet.store.formation(app)
+
+
+def fmt_formation(formation: dict[str, tuple[int, str]]) -> str:
+    return " ".join(f"{t}={q}" for t, (q, _) in sorted(formation.items()))
 
 
 def _select(dynos: list[DynoRecord], which: str | None) -> list[DynoRecord]:

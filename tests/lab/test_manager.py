@@ -479,8 +479,8 @@ def test_a_full_disk_on_a_host_fails_a_deploy_clearly_and_gets_no_new_dyno(lab: 
     """node3's disk fills up (a tmpfs over its apps dir, holding what was there, then filled): a deploy that
     needs a slug there fails saying so and the previous release keeps running whole; the manager says the
     host is full and a scale puts nothing there; its own dyno keeps running throughout."""
-    fleet_ok(lab, "ps.scale", "-a", mgr, "web=3", "worker=0")
-    fleet_ok(lab, "manager.run", env=FAST)  # one web dyno per host
+    fleet_ok(lab, "ps.scale", "-a", mgr, "web=0", "worker=0")
+    fleet_ok(lab, "ps.scale", "-a", mgr, "web=3")  # placed afresh: one web dyno per host
     before = ps(lab, mgr)
     assert sorted(str(d["host"]) for d in before) == ["node1", "node2", "node3"] and all(d["state"] == "up" for d in before)
     version = json.loads(fleet_ok(lab, "releases", "-a", mgr, "--json"))[0]["version"]
