@@ -9,9 +9,10 @@ STAMPS := .make
 # Debian packages fleet needs on the control machine. Lab nodes boot on an
 # overlay of this machine's root, so the packages the Ansible roles install
 # on hosts (python3-psutil, systemd-container, haproxy, rsync, nftables) must be here too.
+# debootstrap builds the stacks; apt-cacher-ng caches Debian's packages for them.
 DEB_PACKAGES := systemd-container systemd haproxy openssh-server openssh-client git \
                 python3 python3-venv python3-psutil rsync iproute2 nftables ca-certificates zstd \
-                wrk hey cron
+                wrk hey cron debootstrap apt-cacher-ng
 
 .PHONY: install demo test test-repeat lint unit clean-lab help
 
@@ -31,7 +32,7 @@ $(STAMPS)/deb: Makefile
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
 	fi
-	@# Node.js for the nodejs buildpack (the stack is this machine's root); kept if one is already installed
+	@# Node.js and npm: tests make pnpm and yarn lock files with them (builds use the stack's own); kept if installed
 	@command -v node >/dev/null && command -v npm >/dev/null || \
 	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q nodejs npm; }
 	@touch $@

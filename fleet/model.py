@@ -11,6 +11,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from fleet.stack import DEFAULT_STACK
+
 #: Inventory groups fleet understands (Ansible group names: no dashes).
 DYNO_GROUP = "dyno_hosts"
 ROUTER_GROUP = "router_hosts"
@@ -92,6 +94,7 @@ class App:
     name: str
     created_at: str
     buildpack: str = ""
+    stack: str = DEFAULT_STACK
 
 
 @dataclass(frozen=True)
@@ -107,6 +110,8 @@ class Build:
     source: str
     created_at: str
     duration: float
+    stack: str = DEFAULT_STACK
+    stack_version: str = ""
 
     @property
     def slug_id(self) -> str:
@@ -126,6 +131,7 @@ class Release:
     actor: str
     created_at: str
     status: str  # pending, succeeded, failed
+    stack: str = DEFAULT_STACK
 
     @property
     def types(self) -> dict[str, str]:

@@ -23,6 +23,7 @@ from typing import Any
 
 from fleet.errors import FleetError, LockHeld
 from fleet.model import App, Build, DynoRecord, Release
+from fleet.stack import DEFAULT_STACK
 
 #: Schema migrations; entry N takes the schema from version N to N+1.
 #: Append only: never edit a migration that has shipped.
@@ -170,6 +171,12 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    """
+    ALTER TABLE apps ADD COLUMN stack TEXT NOT NULL DEFAULT 'fleet-12';
+    ALTER TABLE builds ADD COLUMN stack TEXT NOT NULL DEFAULT 'fleet-12';
+    ALTER TABLE builds ADD COLUMN stack_version TEXT NOT NULL DEFAULT '';
+    ALTER TABLE releases ADD COLUMN stack TEXT NOT NULL DEFAULT 'fleet-12';
+    """,
 )
 #: An app's dynos run as uid APP_UID_BASE + n (and a group of the same number) on every host; n comes from
 #: an AUTOINCREMENT sequence, so a uid is never given to another app, even after its app is destroyed.
@@ -285,13 +292,18 @@ class Store:
         return [AuditEntry(**{**dict(r), "args": json.loads(r["args"])}) for r in reversed(rows)]
 
     # -- apps and builds ----------------------------------------------------------
-    def create_app(self, name: str, buildpack: str = "") -> App:
-        app = App(name=name, created_at=utcnow(), buildpack=buildpack)
+    def create_app(self, name: str, buildpack: str = "", stack: str = DEFAULT_STACK) -> App:
+        app = App(name=name, created_at=utcnow(), buildpack=buildpack, stack=stack)
         with self.transaction() as db:
             if db.execute("SELECT 1 FROM apps WHERE name = ?", (name,)).fetchone():
                 raise FleetError(f"app {name} already exists; pick another name")
-            db.execute("INSERT INTO apps (name, created_at, buildpack) VALUES (?, ?, ?)", (app.name, app.created_at, buildpack))
+            db.execute("INSERT INTO apps (name, created_at, buildpack, stack) VALUES (?, ?, ?, ?)",
+                       (app.name, app.created_at, buildpack, stack))  # fmt: skip
         return app
+
+    def set_app_stack(self, name: str, stack: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE apps SET stack = ? WHERE name = ?", (stack, name))
 
     def set_app_buildpack(self, name: str, buildpack: str) -> None:
         with self.transaction() as db:
@@ -299,7 +311,7 @@ class Store:
 
     def find_app(self, name: str) -> App | None:
         row = self.db.execute("SELECT * FROM apps WHERE name = ?", (name,)).fetchone()
-        return None if row is None else App(row["name"], row["created_at"], row["buildpack"])
+        return None if row is None else _app(row)
 
     def app(self, name: str) -> App:
         found = self.find_app(name)
@@ -309,7 +321,7 @@ class Store:
 
     def apps(self) -> list[App]:
         rows = self.db.execute("SELECT * FROM apps ORDER BY name").fetchall()
-        return [App(r["name"], r["created_at"], r["buildpack"]) for r in rows]
+        return [_app(r) for r in rows]
 
     def delete_app(self, name: str) -> None:
         with self.transaction() as db:
@@ -321,10 +333,11 @@ class Store:
             number = db.execute("SELECT COALESCE(MAX(number), 0) + 1 FROM builds WHERE app = ?", (build.app,)).fetchone()[0]
             db.execute(
                 "INSERT INTO builds (app, number, status, slug_sha256, slug_size, commit_sha, buildpack, process_types,"
-                " source, created_at, duration) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " source, created_at, duration, stack, stack_version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     build.app, number, build.status, build.slug_sha256, build.slug_size, build.commit, build.buildpack,
-                    json.dumps(dict(build.process_types)), build.source, build.created_at, build.duration,
+                    json.dumps(dict(build.process_types)), build.source, build.created_at, build.duration, build.stack,
+                    build.stack_version,
                 ),
             )  # fmt: skip
         return replace(build, number=number)
@@ -357,14 +370,15 @@ class Store:
         process_types: dict[str, str],
         config: dict[str, str],
         description: str,
+        stack: str = DEFAULT_STACK,
     ) -> Release:
         with self.transaction() as db:
             version = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM releases WHERE app = ?", (app,)).fetchone()[0]
             db.execute(
                 "INSERT INTO releases (app, version, slug_sha256, build_number, commit_sha, process_types, config, description,"
-                " actor, created_at, status) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
+                " actor, created_at, status, stack) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                 (app, version, slug, build_number, commit, json.dumps(process_types), json.dumps(config), description,
-                 current_actor(), utcnow()),
+                 current_actor(), utcnow(), stack),
             )  # fmt: skip
         return self.release(app, version)
 
@@ -670,15 +684,20 @@ def _release(r: sqlite3.Row) -> Release:
         app=r["app"], version=r["version"], slug_sha256=r["slug_sha256"], build_number=r["build_number"],
         commit=r["commit_sha"], process_types=tuple(json.loads(r["process_types"]).items()),
         config=tuple(json.loads(r["config"]).items()), description=r["description"], actor=r["actor"],
-        created_at=r["created_at"], status=r["status"],
+        created_at=r["created_at"], status=r["status"], stack=r["stack"],
     )  # fmt: skip
+
+
+def _app(r: sqlite3.Row) -> App:
+    return App(r["name"], r["created_at"], r["buildpack"], r["stack"])
 
 
 def _build(r: sqlite3.Row) -> Build:
     return Build(
         app=r["app"], number=r["number"], status=r["status"], slug_sha256=r["slug_sha256"], slug_size=r["slug_size"],
         commit=r["commit_sha"], buildpack=r["buildpack"], process_types=tuple(json.loads(r["process_types"]).items()),
-        source=r["source"], created_at=r["created_at"], duration=r["duration"],
+        source=r["source"], created_at=r["created_at"], duration=r["duration"], stack=r["stack"],
+        stack_version=r["stack_version"],
     )  # fmt: skip
 
 

@@ -328,15 +328,20 @@ def audit(c: Context, limit: int = 20, json_: bool = False) -> None:
 
 
 # -------------------------------------------------------------------------- apps
-@task(positional=["name"], help={"name": "the app's name", "buildpack": "a buildpack name, directory, or git repository"})
+@task(
+    positional=["name"],
+    help={"name": "the app's name", "buildpack": "a buildpack name, directory, or git repository",
+          "stack": "the stack its builds and dynos run on (default fleet-12; `fleet stacks` lists them)"},
+)  # fmt: skip
 @fleet_task(audit="apps.create")
-def create(c: Context, name: str, buildpack: str = "") -> None:
+def create(c: Context, name: str, buildpack: str = "", stack: str = "") -> None:
     """Create an app and the git repository to push it to."""
     from fleet.services import apps
+    from fleet.stack import DEFAULT_STACK
 
     fleet = Fleet.open(executor=RecordingExecutor())
     try:
-        info = apps.create(fleet, name, buildpack)
+        info = apps.create(fleet, name, buildpack, stack or DEFAULT_STACK)
     finally:
         fleet.close()
     _out(f"Creating {name}... done")
@@ -1022,6 +1027,99 @@ def buildpacks_clear(c: Context, app: str) -> str:
     return _change_buildpacks(app, "clear")
 
 
+# -------------------------------------------------------------------------- stacks
+@task(name="stacks", help={"json": "print JSON", "hosts": "also ask every dyno host which versions it has"})
+@fleet_task()
+def stacks_list(c: Context, json_: bool = False, hosts: bool = False) -> None:
+    """The stacks: versions built here (* current), what each brings, the apps on each."""
+    from fleet.services import stacks
+
+    fleet = Fleet.open()
+    try:
+        found = stacks.overview(fleet, hosts)
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps(found, indent=2))
+        return
+    for s in found:
+        cur = s["current"]
+        _out(f"=== {s['name']} (Debian {s['debian']}, {s['suite']})")
+        if s["failed"]:
+            _out(f" !    its last build failed: {s['failed']}")
+        if not s["versions"]:
+            _out(f"not built on this machine yet (it is built at its first app's first build, or `fleet stacks.build {s['name']}`)")
+        for v in s["versions"]:
+            mark = "*" if v["version"] == cur else " "
+            _out(f"{mark} {v['version']}  python {v['runtimes'].get('python', '?')}, node {v['runtimes'].get('node', '?')}"
+                 f"  {v['size'] / 2**20:.0f} MB  built {v['built_at']} in {v['seconds']:.0f}s")  # fmt: skip
+        _out(f"apps: {', '.join(s['apps']) or '-'}")
+        for host, had in sorted(s.get("hosts", {}).items()):
+            _out(f"{host}: {had}")
+
+
+@task(name="build", positional=["name"], help={"name": "the stack (fleet-12, fleet-13)"})
+@fleet_task(audit="stacks.build")
+def stacks_build(c: Context, name: str) -> str:
+    """Build a new version of a stack here with the day's Debian packages (hosts get it with stacks.roll)."""
+    from fleet.services import stacks
+
+    built = stacks.build(name, _out)
+    _out(f"Roll it out with `fleet stacks.roll {name}`: each dyno picks it up at its next restart or cycle")
+    return built.label
+
+
+@task(name="roll", positional=["name"], help={"name": "the stack", "version": "which version (default: the newest built)"})
+@fleet_task(audit="stacks.roll")
+def stacks_roll(c: Context, name: str, version: str = "") -> str:
+    """Make a stack version current here and on every dyno host; dynos pick it up at their next restart or cycle."""
+    from fleet.services import stacks
+
+    fleet = Fleet.open()
+    try:
+        rolled = stacks.roll(fleet, name, version or None, _out)
+    finally:
+        fleet.close()
+    _out(f"{rolled.label} is current; running dynos move to it at their next restart or daily cycle "
+         "(`fleet ps.restart -a APP web` moves web dynos now)")  # fmt: skip
+    return rolled.label
+
+
+@task(name="set", positional=["name"], help={"app": "the app", "name": "the stack (`fleet stacks` lists them)"})
+@fleet_task(audit="stack.set")
+def stack_set(c: Context, app: str, name: str) -> str:
+    """Put the app on another stack: its next build runs there, and the dynos of that release."""
+    from fleet.services import apps
+
+    fleet = Fleet.open(executor=RecordingExecutor())
+    try:
+        before = apps.set_stack(fleet, app, name)
+    finally:
+        fleet.close()
+    _out(f"Stack set. Next release on {app} will use {name} (was {before}).")
+    _out(f"Run `git push fleet main` (or `fleet deploy -a {app}`) to create a new release on {name}.")
+    return f"{before} -> {name}"
+
+
+@task(name="stack", help={"app": "the app"})
+@fleet_task()
+def stack_show(c: Context, app: str) -> None:
+    """The app's stack, and what its running release was built on."""
+    fleet = Fleet.open(executor=RecordingExecutor())
+    try:
+        found = fleet.store.app(app)
+        current = fleet.store.current_release(app)
+    finally:
+        fleet.close()
+    _out(f"=== {app} stack: {found.stack}")
+    if current is not None and current.stack != found.stack:
+        _out(f"its running release v{current.version} is on {current.stack}: the next build moves it to {found.stack}")
+
+
+stacks_ns = Collection("stacks", stacks_list, stacks_build, stacks_roll)
+stacks_ns.default = "stacks"
+stack_ns = Collection("stack", stack_show, stack_set)
+stack_ns.default = "stack"
 buildpacks_ns = Collection("buildpacks", buildpacks_list, buildpacks_add, buildpacks_set, buildpacks_remove, buildpacks_clear)
 buildpacks_ns.default = "buildpacks"
 domains_ns = Collection("domains", domains_list, domains_add, domains_remove)
@@ -1029,7 +1127,7 @@ domains_ns.default = "domains"
 maintenance_ns = Collection("maintenance", maintenance_on, maintenance_off)
 router_ns = Collection("router", router_sync)
 ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns,
-                buildpacks_ns,
+                buildpacks_ns, stacks_ns, stack_ns,
                 audit, builds_list, deploy,
                 rollback, run_task, open_app)  # fmt: skip
 releases_ns.default = "releases"

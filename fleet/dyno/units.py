@@ -30,9 +30,9 @@ from pathlib import Path
 
 from fleet.errors import UsageError
 from fleet.model import APP_NAME_RE, PROCESS_TYPE_PATTERN
+from fleet.stack import DEFAULT_STACK, current_root
 
 FLEET_DIR = "/var/lib/fleet"
-STACK = f"{FLEET_DIR}/stacks/host"
 SLUGS = f"{FLEET_DIR}/slugs"
 APPS = f"{FLEET_DIR}/apps"
 UNIT_DIR = "/etc/systemd/system"
@@ -88,6 +88,7 @@ class DynoSpec:
     dyno_id: str
     uid: int  # the app's uid and gid on the host
     network: str = DEFAULT_DYNO_NETWORK
+    stack: str = DEFAULT_STACK  # the slug's stack: the container runs on the host's current version of it
 
     @property
     def name(self) -> str:
@@ -149,7 +150,7 @@ def nspawn_argv(spec: DynoSpec, command: str | None = None, console: str | None 
         "--link-journal=no",
         f"--machine={spec.machine}",
         "-D",
-        STACK,
+        current_root(spec.stack),
         "--read-only",
         f"--overlay={slug_dir(spec.app, spec.slug)}:{DYNO_TMP}/app:/app",
         f"--tmpfs=/tmp:mode=1777,size={disk}m,nosuid,nodev",

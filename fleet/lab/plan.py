@@ -36,6 +36,7 @@ MASKED_UNITS = (
     "man-db.timer",
     "systemd-timesyncd.service",
     "systemd-remount-fs.service",
+    "apt-cacher-ng.service",  # the control machine's package (fleet's own apt cache runs there, not in nodes)
 )
 ROUTER_ONLY_UNITS = ("haproxy.service",)
 

@@ -15,7 +15,9 @@ from fleet.context import Fleet
 from fleet.errors import UsageError
 from fleet.exec.local import run_local
 from fleet.model import App, validate_app_name
+from fleet.services import stacks
 from fleet.services.builds import buildpack_list, validate_buildpack_setting
+from fleet.stack import DEFAULT_STACK
 
 HOOK_NAME = "pre-receive"
 
@@ -37,6 +39,7 @@ class AppInfo:
             "created_at": self.app.created_at,
             "buildpack": self.app.buildpack.replace("\n", ","),  # the app's buildpacks in order ("": detected)
             "buildpacks": buildpack_list(self.app.buildpack),
+            "stack": self.app.stack,
             "git_url": self.git_url,
             "git_path": self.git_path,
             "builds": self.builds,
@@ -71,9 +74,10 @@ def hook_script(home: Path, app: str) -> str:
     )
 
 
-def create(fleet: Fleet, name: str, buildpack: str = "") -> AppInfo:
+def create(fleet: Fleet, name: str, buildpack: str = "", stack: str = DEFAULT_STACK) -> AppInfo:
     validate_app_name(name)
     validate_buildpack_setting(buildpack)
+    stacks.check_usable(stack)
     if fleet.store.find_app(name) is not None:
         raise UsageError(f"app {name} already exists; pick another name")
     repos = fleet.settings.repos_dir
@@ -88,7 +92,7 @@ def create(fleet: Fleet, name: str, buildpack: str = "") -> AppInfo:
         hook = staging / "hooks" / HOOK_NAME
         hook.write_text(hook_script(fleet.settings.home, name))
         os.chmod(hook, 0o755)
-        fleet.store.create_app(name, buildpack)
+        fleet.store.create_app(name, buildpack, stack)
         os.rename(staging, final)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -167,6 +171,17 @@ def _index(index: int | None, size: int, adding: bool) -> int:
     if not 1 <= index <= top:
         raise UsageError(f"--index {index} is out of range: use 1 to {top}")
     return index - 1
+
+
+def set_stack(fleet: Fleet, app: str, stack: str) -> str:
+    """The stack the app's next build runs on (its dynos run on their slug's stack until then); returns the old one."""
+    stacks.check_usable(stack)
+    with fleet.store.lock(f"app:{app}", "stack.set"):
+        before = fleet.store.app(app).stack
+        if before == stack:
+            raise UsageError(f"{app} is already on {stack}")
+        fleet.store.set_app_stack(app, stack)
+    return before
 
 
 def change_buildpacks(fleet: Fleet, app: str, action: str, value: str = "", index: int | None = None) -> list[str]:

@@ -26,7 +26,8 @@ from fleet.errors import ConfigError, FleetError, PrerequisiteError, RemoteTimeo
 from fleet.exec.base import CommandResult
 from fleet.exec.cgroup import Confinement, SystemdScope, confine_here
 from fleet.exec.local import run_local, stream_local
-from fleet.model import Build, Node
+from fleet.model import App, Build, Node
+from fleet.services import stacks
 from fleet.settings import Settings
 from fleet.slug.compiler import (
     BUILD_UID,
@@ -46,13 +47,13 @@ from fleet.slug.procfile import merge_process_types, parse_procfile
 from fleet.slug.slugignore import is_ignored, parse_slugignore
 from fleet.slug.source import check_tar_members, check_tree
 from fleet.slugstore import SlugStore
+from fleet.stack import StackVersion, offer_line, version_dir
 from fleet.state import utcnow
 
 log = logging.getLogger(__name__)
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent.parent
 BUILDPACKS_DIR = PROJECT_DIR / "buildpacks"
-STACK_DIR = Path("/var/lib/fleet/stacks/host")
 #: Build workspaces live on a tmpfs: buildpacks write many small files.
 BUILD_WORK_DIR = Path("/var/lib/fleet/builds")
 BUILD_WORK_SIZE = "8g"
@@ -143,10 +144,8 @@ def source_for(path: str) -> Source:
 
 # -- the build environment on the control machine --------------------------------------
 def ensure_build_environment() -> None:
-    """The stack (read-only bind of /), its /app mount point, and the unprivileged build user.
-
-    The same things the dyno_host role makes on hosts; idempotent.
-    """
+    """The workspace tmpfs and the unprivileged build user (its files' owner); idempotent. The stack, with its
+    mount points and the build user's home, is a tree of its own (fleet.services.stacks)."""
     if os.geteuid() != 0:
         from fleet.errors import PrerequisiteError
 
@@ -155,7 +154,6 @@ def ensure_build_environment() -> None:
         from fleet.errors import PrerequisiteError
 
         raise PrerequisiteError("systemd-nspawn is missing; install it with `apt-get install systemd-container`")
-    Path("/app").mkdir(mode=0o755, exist_ok=True)
     if run_local(("getent", "group", BUILD_USER), check=False).code != 0:
         run_local(("groupadd", "--system", "--gid", str(BUILD_UID), BUILD_USER))
     if run_local(("getent", "passwd", BUILD_USER), check=False).code != 0:
@@ -163,9 +161,6 @@ def ensure_build_environment() -> None:
             ("useradd", "--system", "--uid", str(BUILD_UID), "--gid", str(BUILD_UID), "--create-home",
              "--home-dir", f"/home/{BUILD_USER}", "--shell", "/usr/sbin/nologin", BUILD_USER)
         )  # fmt: skip
-    STACK_DIR.mkdir(parents=True, exist_ok=True)
-    if run_local(("mountpoint", "-q", str(STACK_DIR)), check=False).code != 0:
-        run_local(("mount", "--bind", "-o", "ro", "/", str(STACK_DIR)))
     BUILD_WORK_DIR.mkdir(parents=True, exist_ok=True)
     if run_local(("mountpoint", "-q", str(BUILD_WORK_DIR)), check=False).code != 0:
         run_local(("mount", "-t", "tmpfs", "-o", f"mode=0700,size={BUILD_WORK_SIZE}", "fleet-builds", str(BUILD_WORK_DIR)))
@@ -306,15 +301,19 @@ class LocalBuild:
     ``timeout``, so it dies at its deadline on the machine it runs on, whatever happens to the client.
     """
 
-    def __init__(self, app_dir: Path, env_dir: Path, cache_dir: Path, machine: str, confinement: Confinement) -> None:
+    def __init__(
+        self, app_dir: Path, env_dir: Path, cache_dir: Path, machine: str, confinement: Confinement, stack: StackVersion
+    ) -> None:
         self.app_dir, self.env_dir, self.cache_dir, self.machine = app_dir, env_dir, cache_dir, machine
-        self.confinement = confinement
+        self.confinement, self.stack = confinement, stack
+        self.stacks_offer = offer_line(stacks.all_built())
 
     def buildpack_path(self, bp: Buildpack) -> Path:
         return bp.path
 
     def container(self, bp: Buildpack) -> BuildContainer:
-        return BuildContainer(STACK_DIR, self.app_dir, self.cache_dir, self.env_dir, self.buildpack_path(bp), self.machine)
+        return BuildContainer(Path(version_dir(self.stack.name, self.stack.version)), self.app_dir, self.cache_dir,
+                              self.env_dir, self.buildpack_path(bp), self.machine, self.stack.name, self.stacks_offer)  # fmt: skip
 
     def step(self, argv: tuple[str, ...], timeout: float) -> tuple[str, ...]:
         """A step's argv as it runs: confined, and killed ``timeout`` seconds from now."""
@@ -338,7 +337,15 @@ class RemoteBuild(LocalBuild):
     compile output streams back over SSH, the slug comes back over SFTP. The app's build cache stays there."""
 
     def __init__(
-        self, fleet: Fleet, host: Node, work: Path, app: str, buildpacks: list[Buildpack], limits: BuildLimits, timeout: float
+        self,
+        fleet: Fleet,
+        host: Node,
+        work: Path,
+        app: str,
+        buildpacks: list[Buildpack],
+        limits: BuildLimits,
+        timeout: float,
+        stack: StackVersion,
     ) -> None:
         self.fleet, self.host = fleet, host
         self.remote = f"{BUILD_HOST_WORK_DIR}/{work.name}"
@@ -349,7 +356,9 @@ class RemoteBuild(LocalBuild):
             Path(f"{BUILD_HOST_CACHE_DIR}/{app}"),
             f"build-{app}",
             SystemdScope(limits, f"fleet build of {app}"),  # a build host is a dyno host: systemd is its PID 1
+            stack,
         )
+        stacks.ship(fleet, host, stack, switch=False)  # the very version this build runs on, there too
         bundle = work / "workspace.tar"
         with tarfile.open(bundle, "w") as tar:  # owners kept: the app tree already belongs to the build user
             tar.add(work / "app", "app")
@@ -405,7 +414,7 @@ def build(fleet: Fleet, app_name: str, source: Source, on_line: Output) -> Build
         ensure_build_environment()
         work = Path(tempfile.mkdtemp(prefix=f"{app.name}-", dir=BUILD_WORK_DIR))
         try:
-            recorded = _build(fleet, app.name, app.buildpack, source, work, limits, deadline, started, on_line)
+            recorded = _build(fleet, app, source, work, limits, deadline, started, on_line)
         except RemoteTimeout:
             raise BuildError(
                 f"build exceeded its time limit of {settings.build_timeout:g}s; "
@@ -428,8 +437,7 @@ def _remaining(deadline: float) -> float:
 
 def _build(
     fleet: Fleet,
-    app: str,
-    buildpack_setting: str,
+    app_record: App,
     source: Source,
     work: Path,
     limits: BuildLimits,
@@ -438,6 +446,7 @@ def _build(
     on_line: Output,
 ) -> Build:
     settings = fleet.settings
+    app, buildpack_setting = app_record.name, app_record.buildpack
     host = build_host(fleet)  # a bad setting stops the build before any work
     app_dir = work / "app"
     env_dir = work / "env"
@@ -454,16 +463,18 @@ def _build(
         procfile_types = parse_procfile((app_dir / "Procfile").read_text(errors="replace"))
 
     candidates = resolve_buildpacks(buildpack_setting, work, on_line)
+    stack = stacks.ensure_built(app_record.stack, on_line)  # the source and buildpacks are checked first: it may take minutes
     if host is None:
         cache_dir = settings.cache_dir / app  # a build host keeps the app's cache itself
         cache_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(settings.cache_dir, 0o711)
         _chown_tree(cache_dir, BUILD_UID)
         guard_build_network(fleet)
-        runner = LocalBuild(app_dir, env_dir, cache_dir, f"build-{app}", confine_here(limits, app))
+        runner = LocalBuild(app_dir, env_dir, cache_dir, f"build-{app}", confine_here(limits, app), stack)
     else:
         on_line(f"-----> Building on {host.name}")
-        runner = RemoteBuild(fleet, host, work, app, candidates, limits, _remaining(deadline))
+        runner = RemoteBuild(fleet, host, work, app, candidates, limits, _remaining(deadline), stack)
+    on_line(f"-----> Stack {stack.label} (python {stack.python}, node {stack.node})")
     try:
         chain = bool(buildpack_list(buildpack_setting))  # the app's buildpacks: each runs, in order
         return _run_buildpacks(fleet, app, source, runner, candidates, chain, procfile_types, work, deadline, started, on_line)
@@ -600,6 +611,8 @@ def _run_buildpacks(
             source=source.describe(),
             created_at=utcnow(),
             duration=round(time.monotonic() - started, 3),
+            stack=runner.stack.name,
+            stack_version=runner.stack.version,
         )
     )
     on_line(f"-----> Build {recorded.number} succeeded: slug {recorded.slug_id} ({human_size(size)})")

@@ -39,7 +39,8 @@ def _one_off(fleet: Fleet, release: Release) -> DynoSpec:
     index = int.from_bytes(os.urandom(2), "big") % 9000 + 1000
     uid = fleet.store.app_uid(release.app)
     slug = release.slug_sha256 or ""
-    return DynoSpec(release.app, "run", index, release.version, slug, None, DEFAULT_SIZE, new_dyno_id(), uid, fleet.settings.dyno_network)
+    return DynoSpec(release.app, "run", index, release.version, slug, None, DEFAULT_SIZE, new_dyno_id(), uid,
+                     fleet.settings.dyno_network, release.stack)  # fmt: skip
 
 
 def _run_host(fleet: Fleet, inv: Inventory) -> Node:

@@ -111,6 +111,7 @@ def release_build(fleet: Fleet, build: Build, on_line: Output) -> Release:
             process_types=types,
             config=current_config(fleet, app),
             description=f"Deploy {build.commit[:7] or build.slug_id}",
+            stack=build.stack,
         )
         on_line(f"-----> Releasing v{release.version}")
         return _roll_out(fleet, release, on_line)
@@ -142,6 +143,7 @@ def _config_release(fleet: Fleet, app: str, config: dict[str, str], description:
             process_types=checked_types(current.types, f"v{current.version} of {app}") if current else {},
             config=config,
             description=description,
+            stack=current.stack if current else fleet.store.app(app).stack,
         )
         on_line(f"-----> Releasing v{release.version}: {description}")
         return _roll_out(fleet, release, on_line)
@@ -195,6 +197,7 @@ def rollback(fleet: Fleet, app: str, version: int | None, on_line: Output) -> Re
             process_types=checked_types(target.types, f"v{version} of {app}"),
             config=target.config_vars,
             description=f"Rollback to v{version}",
+            stack=target.stack,
         )
         on_line(f"-----> Releasing v{release.version}: Rollback to v{version}")
         return _roll_out(fleet, release, on_line)

@@ -29,7 +29,8 @@ def _spec(fleet: Fleet, d: DynoRecord, release: Release) -> DynoSpec:
     assert release.slug_sha256 is not None
     uid = fleet.store.app_uid(d.app)
     return DynoSpec(
-        d.app, d.type, d.index, d.release, release.slug_sha256, d.port, d.size, d.id, uid, fleet.settings.dyno_network
+        d.app, d.type, d.index, d.release, release.slug_sha256, d.port, d.size, d.id, uid, fleet.settings.dyno_network,
+        release.stack,
     )
 
 

@@ -24,6 +24,7 @@ from fleet.exec.base import fan_out
 from fleet.model import Inventory, Node, Release, validate_process_type
 from fleet.services.hosts import by_host, write_file
 from fleet.slugstore import SlugStore
+from fleet.stack import current_root
 
 log = logging.getLogger(__name__)
 Output = Callable[[str], None]
@@ -76,6 +77,19 @@ def ensure_slug(fleet: Fleet, node: Node, app: str, sha: str, uid: int) -> bool:
     return True
 
 
+def ensure_stack(fleet: Fleet, node: Node, name: str, on_line: Output) -> None:
+    """The host has the stack (a dyno starts on its current version); one that lacks it gets this machine's."""
+    if fleet.executor.run(node, ("test", "-d", f"{current_root(name)}/"), check=False).code == 0:
+        return
+    from fleet.services import stacks
+
+    version = stacks.current(name)
+    if version is None:
+        raise FleetError(f"stack {name} is not built on this machine; run `fleet stacks.build {name}`")
+    stacks.ship(fleet, node, version, switch=False)
+    on_line(f"-----> Stack {version.label} shipped to {node.name}")
+
+
 def release_files(fleet: Fleet, node: Node, release: Release, uid: int) -> None:
     """The release dir (root:<app uid> 0750): the env file only the app's uid reads, commands, the dyno's scripts."""
     d = release_dir(release.app, release.version)
@@ -102,6 +116,7 @@ def prepare_hosts(fleet: Fleet, nodes: Iterable[Node], release: Release, on_line
     uid = fleet.store.app_uid(release.app)  # here, not in the threads below: the store is not for threads
 
     def prepare(node: Node) -> bool:
+        ensure_stack(fleet, node, release.stack, on_line)
         copied = ensure_slug(fleet, node, release.app, sha, uid)
         release_files(fleet, node, release, uid)
         return copied

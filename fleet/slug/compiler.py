@@ -44,14 +44,22 @@ class BuildError(FleetError):
     pass
 
 
+#: The CA certificates of the machine a build runs on, bound over the stack's own: a build reaches the package
+#: registries as that machine does (through its proxy's CA, say); what is shipped to dynos is the stack's.
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+CA_ENV = ("SSL_CERT_FILE", "PIP_CERT", "REQUESTS_CA_BUNDLE", "NODE_EXTRA_CA_CERTS")
+
+
 @dataclass(frozen=True)
 class BuildContainer:
-    stack: Path
+    stack: Path  # the version of the app's stack the build runs on (a tree, read-only)
     app_dir: Path
     cache_dir: Path
     env_dir: Path
     buildpack_dir: Path
     machine: str
+    stack_name: str = "fleet-12"
+    stacks_offer: str = ""  # what every stack brings, for a buildpack's message about a runtime version
 
     def argv(self, command: tuple[str, ...], env: Mapping[str, str] | None = None) -> tuple[str, ...]:
         argv = [
@@ -69,6 +77,7 @@ class BuildContainer:
             f"--bind={self.cache_dir}:{CACHE_MOUNT}",
             f"--bind-ro={self.env_dir}:{ENV_MOUNT}",
             f"--bind-ro={self.buildpack_dir}:{BUILDPACK_MOUNT}",
+            f"--bind-ro={CA_BUNDLE}",
             f"--user={BUILD_USER}",
             "--drop-capability=all",
             "--no-new-privileges=yes",
@@ -76,9 +85,12 @@ class BuildContainer:
             "--kill-signal=SIGKILL",
             f"--chdir={APP_MOUNT}",
             "--setenv=HOME=/tmp",
-            "--setenv=STACK=fleet-host",
+            f"--setenv=STACK={self.stack_name}",
             "--setenv=LANG=C.UTF-8",
+            *(f"--setenv={key}={CA_BUNDLE}" for key in CA_ENV),
         ]
+        if self.stacks_offer:
+            argv.append(f"--setenv=FLEET_STACKS={self.stacks_offer}")
         for key, value in sorted((env or {}).items()):
             argv.append(f"--setenv={key}={value}")
         return (*argv, "--", *command)

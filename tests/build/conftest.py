@@ -48,7 +48,7 @@ class FleetCLI:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> FleetCLI:
+def fleet(tmp_path_factory: pytest.TempPathFactory, default_stack: str) -> FleetCLI:
     if os.geteuid() != 0:
         pytest.fail("build tests need root: run them with `make test` as root")
     return FleetCLI(tmp_path_factory.mktemp("fleet-home"))

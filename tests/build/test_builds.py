@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -393,7 +394,11 @@ def test_python_version_not_on_the_stack(fleet: FleetCLI, tmp_path: Path) -> Non
     )
     res = fleet("deploy", "-a", "oldpy", str(src))
     assert res.code != 0
-    assert " !     Python 3.8 is not available on this stack; available: 3.11" in res.stdout
+    assert " !     Python 3.8 is not available on this stack (fleet-12); available: 3.11" in res.stdout
+    # what every stack offers, and how to move the app
+    assert re.search(r" !     Stacks: fleet-12 \(python 3\.11\.[0-9]+, node 18\.[0-9.]+\); fleet-13 \(python 3\.13", res.stdout), res.stdout
+    assert "or move the app with `fleet stack.set -a APP STACK`" in res.stdout
+    assert fleet.builds("oldpy") == []
 
 
 def test_node_engine_not_on_the_stack(fleet: FleetCLI, tmp_path: Path) -> None:
@@ -401,7 +406,8 @@ def test_node_engine_not_on_the_stack(fleet: FleetCLI, tmp_path: Path) -> None:
     src = _app_with_source(fleet, tmp_path, "oldnode", {"package.json": pkg})
     res = fleet("deploy", "-a", "oldnode", str(src))
     assert res.code != 0
-    assert "package.json asks for Node.js <10 (engines.node); this stack has" in res.stdout
+    assert "package.json asks for Node.js <10 (engines.node); this stack (fleet-12) has 18." in res.stdout
+    assert " !     Stacks: fleet-12 (python 3.11" in res.stdout
 
 
 @pytest.mark.parametrize(

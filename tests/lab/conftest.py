@@ -50,7 +50,7 @@ def fleet_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def lab(fleet_home: Path) -> Iterator[Path]:
+def lab(fleet_home: Path, default_stack: str) -> Iterator[Path]:
     """A provisioned 3-host lab, booted fresh once for the session (no dynos of earlier runs).
 
     Its teardown is a test of its own: the lab's supervisors are crashed, and `lab.down` must still leave

@@ -20,8 +20,10 @@ from fleet.services.builds import CLIENT_GRACE, Buildpack, LocalBuild, RemoteBui
 from fleet.settings import Settings
 from fleet.slug.compiler import pack_slug_argv
 from fleet.slug.limits import BuildLimits, timeout_argv
+from fleet.stack import StackVersion
 
 LIMITS = BuildLimits(memory_mb=2048, tasks=1024, cpu_weight=50)
+STACK = StackVersion("fleet-12", "20261127.1", "a" * 64, 1, (("node", "18.19.0"), ("python", "3.11.2")), "", 0.0)
 
 
 class FakeCgroup:
@@ -52,7 +54,7 @@ def test_local_steps_are_confined_and_timed_out_where_they_run(monkeypatch: pyte
     monkeypatch.setattr(builds, "run_local", run_local)
     monkeypatch.setattr(builds, "stream_local", stream_local)
     cgroup = FakeCgroup()
-    runner = LocalBuild(tmp_path / "app", tmp_path / "env", tmp_path / "cache", "build-web", cgroup)  # type: ignore[arg-type]
+    runner = LocalBuild(tmp_path / "app", tmp_path / "env", tmp_path / "cache", "build-web", cgroup, STACK)  # type: ignore[arg-type]
     box = runner.container(Buildpack("python", Path("/bp/python")))
     runner.run(box.detect(), timeout=99.5)
     runner.stream(box.compile(), print, timeout=42)
@@ -84,7 +86,7 @@ def remote(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[RemoteBuild
 
     monkeypatch.setattr(builds, "stream_local", stream_local)
     monkeypatch.setattr("fleet.services.hosts.ssh_argv", lambda fleet, host, tty: ("ssh", host.name))
-    runner = RemoteBuild(fleet, Node(name="b1", address="10.0.0.9"), work, "web", [Buildpack("bp", bp)], LIMITS, 60)
+    runner = RemoteBuild(fleet, Node(name="b1", address="10.0.0.9"), work, "web", [Buildpack("bp", bp)], LIMITS, 60, STACK)
     ex.calls.clear()
     return runner, ex, streamed
 
