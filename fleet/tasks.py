@@ -194,6 +194,16 @@ def reboot(c: Context, node: str) -> None:
     _out(f"{node}: rebooted")
 
 
+@task(name="boot", help={"node": "lab node name"})
+@fleet_task(audit="lab.boot")
+def boot_node(c: Context, node: str) -> None:
+    """Power on a node whose power was cut: boot it from the same disk, wait until booted."""
+    from fleet.services import lab
+
+    lab.power_on(Settings.from_env(), node)
+    _out(f"{node}: booted")
+
+
 @task(help={"node": "lab node name"})
 @fleet_task(audit="lab.partition")
 def partition(c: Context, node: str) -> None:
@@ -948,7 +958,7 @@ def nodes_undrain(c: Context, node: str) -> None:
         fleet.close()
 
 
-lab_ns = Collection("lab", up, down, kill, reboot, partition, heal)
+lab_ns = Collection("lab", up, down, kill, boot_node, reboot, partition, heal)
 lab_ns.add_task(lab_status, name="status")
 nodes_ns = Collection("nodes", provision, enroll)
 nodes_ns.add_task(nodes_status, name="status")

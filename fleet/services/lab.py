@@ -525,6 +525,23 @@ def reboot(settings: Settings, name: str) -> LabNodeStatus:
     return _on_running_node("lab.reboot", name, power_cycle)
 
 
+def power_on(settings: Settings, name: str) -> LabNodeStatus:
+    """Power a node back on after a power cut: boot it from the same disk (its root's upper layer and
+    /var/lib/fleet, so the dynos enabled there start again, as on a real host), and wait until it has booted."""
+    check_prerequisites()
+    with lab_lock(f"lab.boot {name}"):
+        node = LabNode.from_name(name)
+        if node_inits(node):
+            raise UsageError(f"lab node {name} is running; `fleet lab.kill {name}` cuts its power first")
+        if not (node.root / "etc").is_dir() or not (node.dir / "hostkey.pub").exists():
+            raise UsageError(f"lab node {name} has no disk to boot from; `fleet lab.up` makes it afresh")
+        _kill_and_wait(node_nspawns(node))
+        boot(node)
+        wait_until_booted(settings, (node,))
+        enforce_limits(settings, (node,))
+        return node_status(node)
+
+
 def partition(name: str) -> LabNodeStatus:
     """Cut the node off the network: its bridge port goes down."""
     return _on_running_node("lab.partition", name, lambda node: _set_link(node, "down"))

@@ -260,11 +260,13 @@ def test_a_power_cut_host_is_marked_down_and_its_dynos_move_within_seconds(lab: 
     assert len(webs(lab)) == 2
     fleet_ok(lab, "ps.scale", "-a", mgr, "web=3")
     assert all(d["host"] != victim for d in webs(lab))
-    # the host comes back (lab.up boots it again from the same disk): it is fenced before it is used
-    fleet_ok(lab, "lab.up", "--nodes", "3", timeout=600)
-    fleet_ok(lab, "nodes.provision", "--node", victim, timeout=600)
-    with watcher(lab, 20):
-        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=20)
+    # the power comes back: the host boots from the same disk, its enabled dyno units start again, and it is
+    # fenced (they are stopped) before it is used
+    fleet_ok(lab, "lab.boot", victim, timeout=300)
+    with watcher(lab, 30):
+        wait_for(f"{victim} fenced", lambda: fenced(lab, victim, mark), timeout=30)
+    fence = fenced(lab, victim, mark)[-1]
+    assert "fleet.mgr.web." in str(fence["detail"]), fence  # the old web dynos came back with the host, and were stopped
     units = _ssh(lab, victim, "sh", "-c", "systemctl list-units --plain --no-legend --state=active 'fleet.mgr.*' || true")
     assert "fleet.mgr." not in units, units
     assert json.loads(fleet_ok(lab, "manager.status", "--json"))["hosts"][2]["health"] == "up"

@@ -65,3 +65,19 @@ def test_the_setting_is_one_buildpack_per_line_and_an_old_single_value_still_rea
     assert buildpack_list("") == []
     assert buildpack_list("python") == ["python"]
     assert buildpack_list("https://example.com/a.git\nstatic") == ["https://example.com/a.git", "static"]
+
+
+def test_an_apps_stack_is_set_for_its_next_build_and_bad_names_change_nothing(fleet: Fleet) -> None:
+    assert fleet.store.app("shop").stack == "fleet-12"  # the default
+    assert apps.set_stack(fleet, "shop", "fleet-13") == "fleet-12"
+    assert fleet.store.app("shop").stack == "fleet-13"
+    assert apps.info(fleet, "shop").to_dict()["stack"] == "fleet-13"
+    with pytest.raises(UsageError, match=r"^shop is already on fleet-13$"):
+        apps.set_stack(fleet, "shop", "fleet-13")
+    with pytest.raises(UsageError, match=r"^there is no stack 'cedar-14'; stacks: fleet-12, fleet-13"):
+        apps.set_stack(fleet, "shop", "cedar-14")
+    assert fleet.store.app("shop").stack == "fleet-13"
+    # a release keeps the stack it was made with
+    r = fleet.store.add_release("shop", slug="ab" * 32, build_number=1, commit="", process_types={"web": "x"}, config={},
+                                description="Deploy", stack="fleet-13")  # fmt: skip
+    assert fleet.store.release("shop", r.version).stack == "fleet-13"

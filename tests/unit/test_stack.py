@@ -133,3 +133,19 @@ def test_a_shipped_stack_is_verified_unpacked_and_made_current(tmp_path: Path) -
     switched = _install(tmp_path, None, sha, switch=True)  # already unpacked: nothing copied, only the switch
     assert switched.returncode == 0 and switched.stdout.strip() == "20261127.2"
     assert [p.name for p in (tmp_path / "images").iterdir()] == []  # the .part is gone either way
+
+
+def test_a_stack_whose_build_failed_is_refused_until_one_succeeds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet.services import stacks
+
+    monkeypatch.setattr(stacks, "STACKS_DIR", str(tmp_path))
+    assert stacks.check_usable("fleet-13").name == "fleet-13"  # never built: fine, its first build builds it
+    (tmp_path / "fleet-13").mkdir()
+    (tmp_path / "fleet-13" / "failed.json").write_text('{"error": "apt-get update failed (exit 100): E: no route", "at": "T"}\n')
+    with pytest.raises(UsageError) as e:
+        stacks.check_usable("fleet-13")
+    assert str(e.value) == ("stack fleet-13 failed to build: apt-get update failed (exit 100): E: no route (at T); "
+                            "fix that and run `fleet stacks.build fleet-13`")  # fmt: skip
+    with pytest.raises(UsageError):
+        stacks.ensure_built("fleet-13", print)  # a build refuses it too, before any work
+    assert stacks.check_usable("fleet-12").name == "fleet-12"  # other stacks are not affected
