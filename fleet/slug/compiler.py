@@ -72,7 +72,7 @@ class BuildContainer:
             "-D",
             str(self.stack),
             "--read-only",
-            "--tmpfs=/tmp",
+            "--tmpfs=/tmp:mode=1777",  # writable by the build user: else Python's tempfile falls back to /app
             f"--bind={self.app_dir}:{APP_MOUNT}",
             f"--bind={self.cache_dir}:{CACHE_MOUNT}",
             f"--bind-ro={self.env_dir}:{ENV_MOUNT}",
