@@ -27,10 +27,13 @@ FILES = {
         "http.server.ThreadingHTTPServer(('0.0.0.0', int(os.environ['PORT'])), H).serve_forever()\n"
     ),
 }
-# a buildpack that says where it ran: in the slug, in its output, and in the app's build cache
+# a buildpack that says where it ran: in the slug, in its output, and in the app's build cache. It sees only the
+# stack and its own dirs, not the host's files: where it ran, it learns from the build cache of that machine
+# (the test puts a marker in node2's)
 BUILDPACK = {
     "bin/detect": "#!/bin/sh\necho Where\n",
-    "bin/compile": '#!/bin/sh\nh=$(cat /etc/hostname)\necho "-----> compiling on $h"\necho "$h" > "$1/built-on"\necho "$h" > "$2/cached-on"\n',
+    "bin/compile": '#!/bin/sh\nh=$(cat "$2/where" 2>/dev/null || echo "not node2")\necho "-----> compiling on $h"\n'
+    'echo "$h" > "$1/built-on"\necho "$h" > "$2/cached-on"\n',
     "bin/release": "#!/bin/sh\necho '--- {}'\n",
 }
 
@@ -60,6 +63,7 @@ def test_a_build_runs_on_the_build_host_and_its_slug_deploys(lab: Path, tmp_path
     buildpack = write_tree(tmp_path / "where-buildpack", BUILDPACK)
     assert run_fleet(lab, "apps.create", APP, "--buildpack", str(buildpack)).code == 0
     set_build_host(lab, "node2")
+    _ssh(lab, "node2", "sh", "-c", f"mkdir -p /var/lib/fleet/cache/{APP} && echo node2 > /var/lib/fleet/cache/{APP}/where")
     try:
         res = run_fleet(lab, "deploy", "-a", APP, str(src))
         assert res.code == 0, res.stdout + res.stderr
