@@ -6,10 +6,9 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMPS := .make
 
-# Debian packages fleet needs on the control machine. Lab nodes boot on an
-# overlay of this machine's root, so the packages the Ansible roles install
-# on hosts (python3-psutil, systemd-container, haproxy, rsync, nftables) must be here too.
-# debootstrap builds the stacks; apt-cacher-ng caches Debian's packages for them.
+# Debian packages fleet needs on the control machine (HAProxy for the router tests that run one
+# here). debootstrap builds the stacks and the lab hosts' bare Debian; apt-cacher-ng caches
+# Debian's packages for both (lab hosts install theirs through it when provisioned).
 DEB_PACKAGES := systemd-container systemd haproxy openssh-server openssh-client git \
                 python3 python3-venv python3-psutil rsync iproute2 nftables ca-certificates zstd \
                 wrk hey cron debootstrap apt-cacher-ng

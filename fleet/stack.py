@@ -30,6 +30,10 @@ IMAGE_SUFFIX = ".tar.zst"
 #: Versions of a stack kept on a host after a roll (the current one included): dynos started before a roll
 #: still run on the one before.
 KEEP_VERSIONS = 3
+#: fleet's apt cache on the control machine (fleet.services.aptcache): not apt-cacher-ng's usual 3142, where
+#: Debian's own service may listen with a config of its own (its remapping of Debian's mirrors to ones it picks
+#: itself fails on a machine that reaches only its configured mirror).
+APT_CACHE_PORT = 3143
 #: The file in every stack that says which stack and version it is.
 STACK_ID_FILE = "/etc/fleet-stack"
 

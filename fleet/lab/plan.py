@@ -1,8 +1,9 @@
 """The lab's shape, as values and argv: no I/O here.
 
 A lab node is a booted systemd-nspawn container whose root is an overlay of
-the control machine's ``/`` on a per-node tmpfs, joined to a host bridge
-with a link-local address (see shared/LAB-NOTES.md).
+a bare Debian (debootstrapped once, cached) on a per-node tmpfs, joined to a
+host bridge with a link-local address (see shared/LAB-NOTES.md). Its only way
+to Debian's archive is fleet's apt cache on the bridge, its apt proxy.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.model import DYNO_GROUP, ROUTER_GROUP, Node
+from fleet.stack import APT_CACHE_PORT
 
 LAB_DIR = Path("/var/lib/fleet-lab")
 BRIDGE = "fleetbr0"
@@ -19,6 +21,30 @@ SUBNET_PREFIX = "169.254.77"
 HOST_ADDRESS = f"{SUBNET_PREFIX}.1"
 PREFIX_LEN = 24
 MAX_NODES = 20
+
+#: What a bare lab host has before nodes.provision, as a minimal Debian cloud image: the base system, systemd,
+#: sshd, and python3 with python3-apt for Ansible. Provisioning installs everything else from Debian's packages.
+BASE_SUITE = "bookworm"
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "iproute2", "openssh-server", "python3", "python3-apt")
+BASE_ROOTS = Path("/var/cache/fleet/lab-roots")
+
+
+def base_root() -> Path:
+    """The debootstrapped tree every node's root overlays (read-only), named by what it holds."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{BASE_SUITE} {' '.join(BASE_PACKAGES)}".encode()).hexdigest()[:12]
+    return BASE_ROOTS / f"{BASE_SUITE}-{digest}"
+
+
+def base_debootstrap_argv(target: Path, mirror: str) -> tuple[str, ...]:
+    return ("debootstrap", "--variant=minbase", f"--include={','.join(BASE_PACKAGES)}", BASE_SUITE, str(target), mirror)
+
+
+def apt_proxy_conf() -> str:
+    """A node's apt configuration: Debian's archive through fleet's apt cache on the bridge (nodes have no other
+    route out)."""
+    return f'Acquire::http::Proxy "http://{HOST_ADDRESS}:{APT_CACHE_PORT}";\n'
 NODE_NAME_RE = re.compile(r"node([1-9]|1[0-9]|20)")  # node1..node{MAX_NODES}, matched in full
 
 #: Units of the control machine that a lab node must not start.
@@ -106,9 +132,9 @@ def lab_inventory_vars() -> dict[str, object]:
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(lab_key_file()),
         "ansible_python_interpreter": "/usr/bin/python3",
-        # lab nodes have no route out: packages come from the control
-        # machine's own root, which is each node's lower layer
-        "fleet_apt_update_cache": False,
+        # lab nodes have no route out but the apt cache on the bridge (their apt proxy): provisioning installs
+        # what they need from Debian's packages through it
+        "fleet_apt_update_cache": True,
         "fleet_lab": True,
         # dynos may not reach the control machine (its sshd, git): here, the bridge's address
         "fleet_control_addresses": [HOST_ADDRESS],

@@ -16,12 +16,11 @@ from pathlib import Path
 
 from fleet.errors import PrerequisiteError
 from fleet.exec.local import run_local
+from fleet.stack import APT_CACHE_PORT
 
 CACHE_DIR = Path("/var/cache/fleet/apt")
 RUN_DIR = Path("/var/lib/fleet/apt-cache")
-#: Not apt-cacher-ng's usual 3142: Debian's own service may listen there with its own config (its remapping of
-#: Debian's mirrors to ones it picks itself fails on a machine that reaches only its configured mirror).
-PORT = 3143
+PORT = APT_CACHE_PORT
 DAEMON = "/usr/sbin/apt-cacher-ng"
 
 

@@ -27,6 +27,8 @@ from fleet.exec.local import run_local
 from fleet.hostkeys import HostKey, read_known_hosts, with_pinned, write_known_hosts
 from fleet.inventory import render_inventory
 from fleet.lab.plan import (
+    BASE_ROOTS,
+    BASE_SUITE,
     BRIDGE,
     HOST_ADDRESS,
     LAB_DIR,
@@ -36,6 +38,9 @@ from fleet.lab.plan import (
     PREFIX_LEN,
     ROUTER_ONLY_UNITS,
     LabNode,
+    apt_proxy_conf,
+    base_debootstrap_argv,
+    base_root,
     boot_argv,
     enforce_limits_argv,
     lab_inventory_file,
@@ -73,6 +78,7 @@ def check_prerequisites() -> None:
         raise PrerequisiteError("the lab needs root (it mounts filesystems and boots containers); run it as root, e.g. with sudo")
     for tool, package in (
         ("systemd-nspawn", "systemd-container"),
+        ("debootstrap", "debootstrap"),
         ("ip", "iproute2"),
         ("ssh-keygen", "openssh-client"),
         ("sshd", "openssh-server"),
@@ -295,8 +301,41 @@ def _enable(root: Path, unit: str, target: str, unit_path: str) -> None:
     link.symlink_to(unit_path)
 
 
-def prepare_root(node: LabNode, pubkey: str) -> HostKey:
-    """Mount the node's root and write what it needs before boot; return its host key."""
+def ensure_base_root(on_line: Callable[[str], None] = lambda line: None) -> Path:
+    """The bare Debian every node boots from: debootstrapped once from this machine's Debian mirror through
+    fleet's apt cache, kept in /var/cache/fleet/lab-roots for every later lab."""
+    root = base_root()
+    if (root / "etc/os-release").exists():
+        return root
+    BASE_ROOTS.mkdir(parents=True, exist_ok=True)
+    with open(BASE_ROOTS / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (root / "etc/os-release").exists():
+            return root
+        from fleet.services import aptcache
+        from fleet.services.stacks import control_mirrors
+        from fleet.stack import mirrors_from, parse_apt_sources
+
+        mirrors = mirrors_from(parse_apt_sources(control_mirrors()))
+        via = mirrors.through(aptcache.ensure_running(["127.0.0.1"]))
+        building = root.with_name(root.name + ".building")
+        shutil.rmtree(building, ignore_errors=True)
+        on_line(f"debootstrapping the lab hosts' bare Debian into {root} (once; a minute or two)")
+        res = run_local(base_debootstrap_argv(building, via.archive), check=False, timeout=1800)
+        if res.code != 0:
+            shutil.rmtree(building, ignore_errors=True)
+            last = next((ln for ln in reversed(res.stdout.splitlines() + res.stderr.splitlines()) if ln.strip()), "")
+            raise PrerequisiteError(f"debootstrap of the lab hosts' Debian failed (exit {res.code}): {last}")
+        # the archive as this machine names it; nodes reach it through their apt proxy
+        (building / "etc/apt/sources.list").write_text(mirrors.sources_list(BASE_SUITE))
+        for lists in (building / "var/lib/apt/lists").glob("*_*"):  # debootstrap's, of the cache's URL: stale
+            lists.unlink()
+        os.rename(building, root)
+    return root
+
+
+def prepare_root(node: LabNode, pubkey: str, base: Path) -> HostKey:
+    """Mount the node's root (an overlay of ``base``) and write what it needs before boot; return its host key."""
     node.dir.mkdir(parents=True, exist_ok=True)
     run_local(("mount", "-t", "tmpfs", "-o", "mode=0755", f"fleet-lab-{node.name}", str(node.dir)))
     for sub in ("upper", "work", "root"):
@@ -304,13 +343,14 @@ def prepare_root(node: LabNode, pubkey: str) -> HostKey:
     run_local(
         (
             "mount", "-t", "overlay", root_source(node),
-            "-o", f"lowerdir=/,upperdir={node.dir / 'upper'},workdir={node.dir / 'work'}",
+            "-o", f"lowerdir={base},upperdir={node.dir / 'upper'},workdir={node.dir / 'work'}",
             str(node.root),
         )
     )  # fmt: skip
     root = node.root
     (root / "etc/machine-id").unlink(missing_ok=True)
     _write(root / "etc/hostname", node.name + "\n")
+    _write(root / "etc/apt/apt.conf.d/01fleet-lab-proxy", apt_proxy_conf())
     ssh_dir = root / "root/.ssh"
     ssh_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ssh_dir, 0o700)
@@ -398,6 +438,10 @@ def up(settings: Settings, count: int) -> list[LabNodeStatus]:
 def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
     _ensure_lab_dir()
     _ensure_bridge()
+    from fleet.services import aptcache
+
+    base = ensure_base_root()
+    aptcache.ensure_running(["127.0.0.1", HOST_ADDRESS])  # the nodes' apt proxy, on the bridge
     pubkey = _ensure_key()
     wanted = lab_nodes(count)
     for extra in known_lab_nodes():
@@ -412,7 +456,7 @@ def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
             _set_link(node, "up")
             continue
         remove_node(node)
-        hostkey = prepare_root(node, pubkey)
+        hostkey = prepare_root(node, pubkey, base)
         boot(node)
         booted.append(node)
         _write(node.dir / "hostkey.pub", f"{hostkey.key_type} {hostkey.key_b64}\n")

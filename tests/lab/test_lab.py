@@ -169,8 +169,15 @@ def test_kill_shows_unreachable_within_10s_and_up_restores(lab: Path) -> None:
     up = run_fleet(lab, "lab.up", "--nodes", "3")
     assert up.code == 0, up.stderr
     assert status_by_name(lab)["node3"]["reachable"] is True
+    # a new node is bare Debian: none of what dynos and routers need is there until nodes.provision installs it
+    what = "for p in systemd-container haproxy nftables python3-psutil zstd rsync; do dpkg-query -W -f '${Status} ' $p 2>/dev/null | grep -q 'install ok installed' && echo $p; done; true"
+    assert _ssh(lab, "node3", "sh", "-c", what).split() == []
+    assert _ssh(lab, "node3", "sh", "-c", ". /etc/os-release; echo $VERSION_CODENAME").strip() == "bookworm"
     prov = run_fleet(lab, "nodes.provision", "--node", "node3", timeout=600)
     assert prov.code == 0, prov.stdout[-2000:]
+    # node3 is not a router (node1 is): haproxy only there
+    assert _ssh(lab, "node3", "sh", "-c", what).split() == ["systemd-container", "nftables", "python3-psutil", "zstd", "rsync"]
+    assert _ssh(lab, "node1", "sh", "-c", what).split() == ["systemd-container", "haproxy", "nftables", "python3-psutil", "zstd", "rsync"]
 
 
 def test_bad_input_changes_nothing(lab: Path, tmp_path: Path) -> None:

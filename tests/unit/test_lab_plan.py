@@ -183,3 +183,16 @@ def test_limits_are_enforced_by_remounting_each_controller_then_reexecuting_syst
         " && mount -o remount,bind,rw /sys/fs/cgroup/cpuacct && mount -o remount,bind,rw /sys/fs/cgroup/pids"
         " && systemctl daemon-reexec",
     )
+
+
+def test_lab_hosts_boot_a_bare_debian_and_reach_the_archive_only_through_the_apt_cache() -> None:
+    from fleet.lab.plan import BASE_PACKAGES, apt_proxy_conf, base_debootstrap_argv, base_root, lab_inventory_vars
+
+    # named by what it holds: another package list is another tree, never a stale one
+    assert base_root().parent == Path("/var/cache/fleet/lab-roots") and base_root().name.startswith("bookworm-")
+    argv = base_debootstrap_argv(Path("/x/root"), "http://127.0.0.1:3143/deb.example.org/debian")
+    assert argv == ("debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), "bookworm", "/x/root",
+                    "http://127.0.0.1:3143/deb.example.org/debian")  # fmt: skip
+    assert "haproxy" not in BASE_PACKAGES and "systemd-container" not in BASE_PACKAGES  # provisioning installs those
+    assert apt_proxy_conf() == 'Acquire::http::Proxy "http://169.254.77.1:3143";\n'
+    assert lab_inventory_vars()["fleet_apt_update_cache"] is True
