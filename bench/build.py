@@ -8,10 +8,12 @@ same run.
 
 Stacks (skip with --no-stacks): a new version of fleet-13 built twice, first
 with an empty apt cache (fleet's cache is set aside for that, and put back
-after), then with the cache that build filled; then the time to ship it to a
-new host: a one-host lab is booted and provisioned (the benchmark refuses to
-touch a lab that is already up) and `stacks.roll fleet-13` copies, verifies
-and unpacks it there. The versions it built are removed at the end.
+after), then with the cache that build filled; `nodes.provision` of a bare
+one-host lab (the benchmark refuses to touch a lab that is already up), with
+that cache (which holds none of the packages hosts install) and again on a
+new bare host with the cache the first run filled; then the time to ship the
+stack to that host: `stacks.roll fleet-13` copies, verifies and unpacks it.
+The versions it built are removed at the end.
 
 Needs root (builds run in systemd-nspawn); run after `make test`:
 
@@ -76,9 +78,14 @@ def bench_stacks(home: Path) -> dict[str, float]:
         cached, out = timed(home, "stacks.build", STACK)
         built.append(_built_version(out))
         size = next(v.size for v in stacks.versions(STACK) if v.version == built[-1])
-        fleet(home, "lab.up", "--nodes", "1")
+        # a bare host provisioned with the cache empty of what hosts install (the stacks do not use those
+        # packages), then a new bare host with the cache that run filled
+        provision = []
+        for _ in range(2):
+            fleet(home, "lab.down")
+            fleet(home, "lab.up", "--nodes", "1")
+            provision.append(timed(home, "nodes.provision")[0])
         try:
-            fleet(home, "nodes.provision")
             ship, _ = timed(home, "stacks.roll", STACK, "--version", built[-1])
         finally:
             fleet(home, "lab.down")
@@ -95,7 +102,8 @@ def bench_stacks(home: Path) -> dict[str, float]:
                 shutil.rmtree(f"{STACKS_DIR}/{STACK}/{v.version}", ignore_errors=True)
                 Path(f"{STACKS_DIR}/{STACK}/{v.version}.json").unlink(missing_ok=True)
                 Path(image_path(v.sha256)).unlink(missing_ok=True)
-    return {"cold": cold, "cached": cached, "ship": ship, "size": float(size)}
+    return {"cold": cold, "cached": cached, "ship": ship, "size": float(size), "provision_cold": provision[0],
+            "provision_cached": provision[1]}  # fmt: skip
 
 
 def main() -> None:
@@ -136,6 +144,8 @@ def main() -> None:
         print(f"stack {STACK} build, cached:          {stack['cached']:.1f} s ({stack['cached'] / stack['cold']:.2f} of cold)")
         print(f"stack image packed:                {stack['size'] / 2**20:.0f} MB")
         print(f"ship it to a new host (roll):      {stack['ship']:.1f} s")
+        print(f"nodes.provision, bare host, cold:  {stack['provision_cold']:.1f} s (apt cache without the hosts' packages)")
+        print(f"nodes.provision, bare host, cached:{stack['provision_cached']:.1f} s")
 
 
 if __name__ == "__main__":
