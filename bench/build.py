@@ -128,7 +128,6 @@ def main() -> None:
             warm.append(timed_deploy(home, app, src))
             builds = json.loads(fleet(home, "builds", "-a", app, "--json"))
             slug_size = int(builds[0]["slug_size"])
-            fleet(home, "apps.destroy", app, "--confirm", app)
         stack = None if args.no_stacks else bench_stacks(Path(tmp) / "stack-home")
     cold_s, warm_s = statistics.median(cold), statistics.median(warm)
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
