@@ -181,11 +181,11 @@ def debootstrap_argv(stack: StackDef, root: str, mirrors: Mirrors) -> tuple[str,
     return ("debootstrap", "--variant=minbase", stack.suite, root, mirrors.archive)
 
 
-#: Run in the new tree (chroot) once debootstrap is done: the updates of the day, the build user, mount points
-#: the containers need, no package lists or caches; then it says which python3 and node it holds.
+#: Run in the new tree once its packages are installed (with the package lists fetched for that): the updates of
+#: the day, the build user, mount points the containers need, no package lists or caches; then it says which
+#: python3 and node it holds.
 FINISH_TREE = r"""set -eu
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
-apt-get -q update
 apt-get -q -y -o Dpkg::Options::=--force-confold dist-upgrade
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log

@@ -313,10 +313,9 @@ def ensure_base_root(on_line: Callable[[str], None] = lambda line: None) -> Path
         if (root / "etc/os-release").exists():
             return root
         from fleet.services import aptcache
-        from fleet.services.stacks import control_mirrors
-        from fleet.stack import mirrors_from, parse_apt_sources
+        from fleet.services.stacks import machine_mirrors
 
-        mirrors = mirrors_from(parse_apt_sources(control_mirrors()))
+        mirrors = machine_mirrors()
         via = mirrors.through(aptcache.ensure_running(["127.0.0.1"]))
         building = root.with_name(root.name + ".building")
         shutil.rmtree(building, ignore_errors=True)
@@ -440,8 +439,8 @@ def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
     _ensure_bridge()
     from fleet.services import aptcache
 
+    aptcache.ensure_running(["127.0.0.1", HOST_ADDRESS])  # the nodes' apt proxy, on the bridge (and this machine's)
     base = ensure_base_root()
-    aptcache.ensure_running(["127.0.0.1", HOST_ADDRESS])  # the nodes' apt proxy, on the bridge
     pubkey = _ensure_key()
     wanted = lab_nodes(count)
     for extra in known_lab_nodes():
@@ -562,11 +561,16 @@ def reboot(settings: Settings, name: str) -> LabNodeStatus:
 
     def power_cycle(node: LabNode) -> None:
         _power_off(node)
-        boot(node)
-        wait_until_booted(settings, (node,))
-        enforce_limits(settings, (node,))
+        _boot_from_disk(settings, node)
 
     return _on_running_node("lab.reboot", name, power_cycle)
+
+
+def _boot_from_disk(settings: Settings, node: LabNode) -> None:
+    """Boot a powered-off node from the root and /var/lib/fleet it had, and wait until it has booted."""
+    boot(node)
+    wait_until_booted(settings, (node,))
+    enforce_limits(settings, (node,))
 
 
 def power_on(settings: Settings, name: str) -> LabNodeStatus:
@@ -580,9 +584,7 @@ def power_on(settings: Settings, name: str) -> LabNodeStatus:
         if not (node.root / "etc").is_dir() or not (node.dir / "hostkey.pub").exists():
             raise UsageError(f"lab node {name} has no disk to boot from; `fleet lab.up` makes it afresh")
         _kill_and_wait(node_nspawns(node))
-        boot(node)
-        wait_until_booted(settings, (node,))
-        enforce_limits(settings, (node,))
+        _boot_from_disk(settings, node)
         return node_status(node)
 
 

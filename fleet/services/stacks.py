@@ -30,6 +30,7 @@ from fleet.stack import (
     LOOK_STACKS,
     STACKS,
     STACKS_DIR,
+    Mirrors,
     StackDef,
     StackVersion,
     debootstrap_argv,
@@ -38,6 +39,7 @@ from fleet.stack import (
     install_stack_argv,
     mirrors_from,
     next_version,
+    packages,
     parse_apt_sources,
     parse_host_stacks,
     parse_runtimes,
@@ -112,12 +114,13 @@ def _build_lock() -> Iterator[None]:
         yield
 
 
-def control_mirrors() -> str:
+def machine_mirrors() -> Mirrors:
+    """The Debian mirrors of this machine's own apt sources (stacks and the lab's hosts are built from them)."""
     texts = []
     for p in APT_SOURCES:
         files = sorted(p.glob("*.list")) + sorted(p.glob("*.sources")) if p.is_dir() else [p]
         texts += [f.read_text(errors="replace") for f in files if f.is_file()]
-    return "\n\n".join(texts)
+    return mirrors_from(parse_apt_sources("\n\n".join(texts)))
 
 
 def ensure_built(name: str, on_line: Output) -> StackVersion:
@@ -150,7 +153,7 @@ def _build(s: StackDef, on_line: Output) -> StackVersion:
     d.mkdir(parents=True, exist_ok=True)
     version = next_version([p.name for p in d.iterdir()], date.today())
     tree = d / f".{version}.building"
-    mirrors = mirrors_from(parse_apt_sources(control_mirrors()))
+    mirrors = machine_mirrors()
     try:
         cache: str | None = aptcache.ensure_running(["127.0.0.1"])
     except PrerequisiteError as e:
@@ -164,8 +167,6 @@ def _build(s: StackDef, on_line: Output) -> StackVersion:
         (tree / "etc/apt/sources.list").write_text(via.sources_list(s.suite))
         out: list[str] = []
         _step(_in_tree(tree, ("apt-get", "-q", "update")), "apt-get update", on_line, quiet=True)
-        from fleet.stack import packages
-
         install = ("apt-get", "-q", "-y", "--no-install-recommends", "install", *packages(s))
         _step(
             _in_tree(tree, install, env=("DEBIAN_FRONTEND=noninteractive",)),
@@ -357,7 +358,7 @@ def overview(fleet: Fleet, ask_hosts: bool) -> list[dict[str, Any]]:
             "debian": s.debian,
             "current": cur.version if cur else None,
             "failed": failure(name),
-            "versions": [{**json.loads(v.to_json())} for v in versions(name)],
+            "versions": [json.loads(v.to_json()) for v in versions(name)],
             "apps": sorted(a.name for a in apps if a.stack == name),
         }
         if ask_hosts:
