@@ -18,6 +18,8 @@ from fleet.model import Node
 
 T = TypeVar("T")
 Argv = tuple[str, ...]
+#: Receives one line of a streamed command's output (stdout and stderr merged), without its newline.
+LineSink = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,26 @@ class Executor(Protocol):
         timeout: float | None = None,
         check: bool = True,
     ) -> CommandResult: ...
+
+    def stream(
+        self,
+        node: Node,
+        argv: Sequence[str],
+        on_line: LineSink,
+        *,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Run argv, passing each output line to on_line as it arrives; return the exit code.
+
+        A set ``stop`` ends the command (its channel closed, so the host's sshd ends it) and returns -1: following a
+        journal until the operator interrupts. A command still running after ``timeout`` raises RemoteTimeout.
+        """
+        ...
+
+    def interactive(self, node: Node, argv: Sequence[str], *, tty: bool) -> int:
+        """Run argv with this terminal attached (``fleet run``): stdin, stdout and stderr pass through; the exit code."""
+        ...
 
     def put(self, node: Node, local: Path, remote: str) -> None: ...
 

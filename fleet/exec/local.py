@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from fleet.errors import FleetError, RemoteTimeout
-from fleet.exec.base import CommandResult
+from fleet.exec.base import CommandResult, LineSink
 from fleet.model import Node
 
 LOCALHOST = "localhost"
@@ -60,6 +60,20 @@ class LocalExecutor:
     ) -> CommandResult:
         return run_local(argv, stdin=stdin, timeout=timeout, check=check)
 
+    def stream(
+        self,
+        node: Node,
+        argv: Sequence[str],
+        on_line: LineSink,
+        *,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> int:
+        return stream_local(argv, on_line, timeout=timeout, stop=stop)
+
+    def interactive(self, node: Node, argv: Sequence[str], *, tty: bool) -> int:
+        return subprocess.call(tuple(argv))
+
     def put(self, node: Node, local: Path, remote: str) -> None:
         shutil.copyfile(local, remote)
 
@@ -76,10 +90,11 @@ def stream_local(
     *,
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
     """Run argv, passing each output line (stdout and stderr merged) to on_line; return the exit code.
 
-    On timeout the process group is killed and RemoteTimeout raised.
+    On timeout the process group is killed and RemoteTimeout raised; a set ``stop`` kills it and returns -1.
     """
     argv = tuple(argv)
     try:
@@ -96,6 +111,20 @@ def stream_local(
     assert proc.stdout is not None
     timer = None
     expired = threading.Event()
+    stopped = threading.Event()
+    if stop is not None:
+
+        def watch_stop() -> None:
+            while proc.poll() is None:
+                if stop.wait(0.1):
+                    stopped.set()
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    return
+
+        threading.Thread(target=watch_stop, daemon=True, name="fleet-stream-stop").start()
     if timeout is not None:
 
         def expire() -> None:
@@ -117,4 +146,4 @@ def stream_local(
             timer.cancel()
     if expired.is_set():
         raise RemoteTimeout(LOCALHOST, f"{argv[0]} did not finish within {timeout:g}s")
-    return code
+    return -1 if stopped.is_set() else code

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import shlex
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.exec.base import CommandResult
+from fleet.exec.base import CommandResult, LineSink
 from fleet.model import Node
 
 
@@ -46,6 +47,24 @@ class RecordingExecutor:
         self.calls.append(call)
         result = self.responder(call) if self.responder else CommandResult(node.name, call.argv, 0, "", "")
         return result.check() if check else result
+
+    def stream(
+        self,
+        node: Node,
+        argv: Sequence[str],
+        on_line: LineSink,
+        *,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> int:
+        """Recorded like run; the responder's stdout is handed over line by line."""
+        result = self.run(node, argv, timeout=timeout, check=False)
+        for line in result.stdout.splitlines():
+            on_line(line)
+        return result.code
+
+    def interactive(self, node: Node, argv: Sequence[str], *, tty: bool) -> int:
+        return self.run(node, argv, check=False).code
 
     def put(self, node: Node, local: Path, remote: str) -> None:
         self.calls.append(Call(node.name, ("<put>", str(local), remote), None))

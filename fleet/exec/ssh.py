@@ -11,6 +11,7 @@ from __future__ import annotations
 import select
 import shlex
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -20,7 +21,7 @@ import paramiko
 from fabric import Config, Connection
 
 from fleet.errors import HostKeyMismatch, HostKeyUnknown, HostUnreachable, RemoteError, RemoteTimeout
-from fleet.exec.base import Argv, CommandResult
+from fleet.exec.base import Argv, CommandResult, LineSink
 from fleet.hostkeys import HostKey
 from fleet.model import Node
 
@@ -168,6 +169,72 @@ class SSHExecutor:
             return chan.recv_exit_status(), out.decode(errors="replace"), err.decode(errors="replace")
         finally:
             chan.close()
+
+    def stream(
+        self,
+        node: Node,
+        argv: Sequence[str],
+        on_line: LineSink,
+        *,
+        timeout: float | None = None,
+        stop: threading.Event | None = None,
+    ) -> int:
+        argv = tuple(argv)
+        conn = self._connect(node)
+        try:
+            return self._stream(conn, argv, on_line, timeout, stop)
+        except TimeoutError:
+            raise RemoteTimeout(node.name, f"{argv[0]} did not finish within {timeout:g}s") from None
+        except (paramiko.SSHException, OSError, EOFError) as e:
+            self._drop(node)
+            raise HostUnreachable(node.name, f"connection lost: {e or type(e).__name__}") from None
+
+    def _stream(self, conn: Connection, argv: Argv, on_line: LineSink, timeout: float | None, stop: threading.Event | None) -> int:
+        """One command on its own channel; closing the channel on ``stop`` or timeout makes the host's sshd end it."""
+        transport = conn.client.get_transport()
+        if transport is None or not transport.is_active():
+            raise paramiko.SSHException("transport closed")
+        chan = transport.open_session(timeout=self.connect_timeout)
+        try:
+            chan.set_combine_stderr(True)
+            chan.exec_command(shlex.join(argv))
+            chan.shutdown_write()
+            end = None if timeout is None else time.monotonic() + timeout
+            pending = bytearray()
+            while True:
+                if stop is not None and stop.is_set():
+                    return -1
+                if chan.recv_ready():
+                    pending += chan.recv(65536)
+                    *lines, rest = pending.split(b"\n")
+                    pending = bytearray(rest)
+                    for line in lines:
+                        on_line(line.decode(errors="replace"))
+                elif chan.exit_status_ready() and chan.eof_received:
+                    break
+                elif end is not None and time.monotonic() > end:
+                    raise TimeoutError
+                elif not transport.is_active():
+                    raise paramiko.SSHException("transport closed")
+                else:
+                    select.select([chan], [], [], 0.1)
+            if pending:
+                on_line(pending.decode(errors="replace"))
+            return int(chan.recv_exit_status())
+        finally:
+            chan.close()
+
+    def openssh_argv(self, node: Node, *, tty: bool) -> list[str]:
+        """OpenSSH's client with the same pinned host keys, for what needs this terminal (``fleet run``)."""
+        argv = ["ssh", "-tt" if tty else "-T", "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
+                "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", f"ConnectTimeout={max(1, int(self.connect_timeout))}",
+                "-p", str(node.port)]  # fmt: skip
+        if node.key_file:
+            argv += ["-i", node.key_file, "-o", "IdentitiesOnly=yes"]
+        return [*argv, f"{node.user}@{node.address}", "--"]
+
+    def interactive(self, node: Node, argv: Sequence[str], *, tty: bool) -> int:
+        return int(subprocess.call([*self.openssh_argv(node, tty=tty), shlex.join(argv)]))
 
     def put(self, node: Node, local: Path, remote: str) -> None:
         """Copy a file to the host over SFTP (slugs: never through a shell)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import ipaddress
 import logging
 import os
-import shlex
 import shutil
 import subprocess
 import tarfile
@@ -381,10 +380,7 @@ class RemoteBuild(LocalBuild):
         return self.fleet.executor.run(self.host, self.step(argv, timeout), timeout=timeout + CLIENT_GRACE, check=False)
 
     def stream(self, argv: tuple[str, ...], on_line: Output, timeout: float) -> int:
-        from fleet.services.hosts import ssh_argv
-
-        remote = shlex.join(self.step(argv, timeout))
-        return stream_local([*ssh_argv(self.fleet, self.host, tty=False), remote], on_line, timeout=timeout + CLIENT_GRACE)
+        return self.fleet.executor.stream(self.host, self.step(argv, timeout), on_line, timeout=timeout + CLIENT_GRACE)
 
     def slug(self, out: Path, max_unpacked: int, timeout: float) -> CommandResult:
         remote_slug = f"{self.remote}/slug.tar.zst"

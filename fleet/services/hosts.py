@@ -128,11 +128,3 @@ def stop_units(fleet: Fleet, node: Node, units: list[str]) -> None:
     fleet.executor.run(node, ("rm", "-f", *[f"{UNIT_DIR}/{u}" for u in units]))
     fleet.executor.run(node, ("systemctl", "daemon-reload"))
     fleet.executor.run(node, ("systemctl", "reset-failed", *units), check=False)
-
-
-def ssh_argv(fleet: Fleet, node: Node, tty: bool) -> list[str]:
-    argv = ["ssh", "-tt" if tty else "-T", "-o", f"UserKnownHostsFile={fleet.settings.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-p", str(node.port)]  # fmt: skip
-    if node.key_file:
-        argv += ["-i", node.key_file, "-o", "IdentitiesOnly=yes"]
-    return [*argv, f"{node.user}@{node.address}", "--"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import shlex
-import subprocess
 import sys
 from collections.abc import Callable
 
@@ -20,7 +19,7 @@ from fleet.dyno.units import (
 )
 from fleet.errors import FleetError, UsageError
 from fleet.model import Inventory, Node, Release, new_dyno_id
-from fleet.services.hosts import host_memory, ssh_argv, usable_hosts
+from fleet.services.hosts import host_memory, usable_hosts
 from fleet.services.shipping import prepare_hosts
 
 log = logging.getLogger(__name__)
@@ -92,5 +91,4 @@ def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Out
         on_line(f"Running `{cmd}` detached on {app}... up, {spec.name} on {host.name}; its output goes to the logs")
         return 0
     mode = "pty" if sys.stdin.isatty() and sys.stdout.isatty() else "pipe"
-    ssh = [*ssh_argv(fleet, host, tty=mode == "pty"), shlex.join(systemd_run_argv(spec, cmd, mode, fleet.settings.run_max_seconds))]
-    return subprocess.call(ssh)
+    return fleet.executor.interactive(host, systemd_run_argv(spec, cmd, mode, fleet.settings.run_max_seconds), tty=mode == "pty")

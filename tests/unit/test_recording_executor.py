@@ -95,3 +95,12 @@ def test_responder_sees_the_call() -> None:
     ex = RecordingExecutor(responder)
     assert ex.run(NODE2, ["cat"], stdin="abc").stdout == "node2:3"
     assert seen == ex.calls == [Call("node2", ("cat",), "abc")]
+
+
+def test_streamed_and_interactive_commands_are_recorded_like_any_other() -> None:
+    ex = RecordingExecutor(lambda call: CommandResult(call.host, call.argv, 3, "one\ntwo\n", ""))
+    lines: list[str] = []
+    assert ex.stream(NODE1, ("journalctl", "-f"), lines.append) == 3
+    assert lines == ["one", "two"]
+    assert ex.interactive(NODE2, ("systemd-run", "--pty", "bash"), tty=True) == 3
+    assert ex.calls == [Call("node1", ("journalctl", "-f"), None), Call("node2", ("systemd-run", "--pty", "bash"), None)]
