@@ -43,8 +43,14 @@ def base_debootstrap_argv(target: Path, mirror: str) -> tuple[str, ...]:
 
 def apt_proxy_conf() -> str:
     """A node's apt configuration: Debian's archive through fleet's apt cache on the bridge (nodes have no other
-    route out)."""
-    return f'Acquire::http::Proxy "http://{HOST_ADDRESS}:{APT_CACHE_PORT}";\n'
+    route out). No pipelining, a 30 s stall limit and retries: seen here, an apt whose pipelined requests met a
+    connection the cache had closed waited forever (its socket in CLOSE_WAIT), and the provisioning with it."""
+    return (
+        f'Acquire::http::Proxy "http://{HOST_ADDRESS}:{APT_CACHE_PORT}";\n'
+        'Acquire::http::Pipeline-Depth "0";\n'
+        'Acquire::http::Timeout "30";\n'
+        'Acquire::Retries "3";\n'
+    )
 NODE_NAME_RE = re.compile(r"node([1-9]|1[0-9]|20)")  # node1..node{MAX_NODES}, matched in full
 
 #: Units of the control machine that a lab node must not start.

@@ -194,5 +194,6 @@ def test_lab_hosts_boot_a_bare_debian_and_reach_the_archive_only_through_the_apt
     assert argv == ("debootstrap", "--variant=minbase", "--include=" + ",".join(BASE_PACKAGES), "bookworm", "/x/root",
                     "http://127.0.0.1:3143/deb.example.org/debian")  # fmt: skip
     assert "haproxy" not in BASE_PACKAGES and "systemd-container" not in BASE_PACKAGES  # provisioning installs those
-    assert apt_proxy_conf() == 'Acquire::http::Proxy "http://169.254.77.1:3143";\n'
+    assert apt_proxy_conf() == ('Acquire::http::Proxy "http://169.254.77.1:3143";\nAcquire::http::Pipeline-Depth "0";\n'
+                                'Acquire::http::Timeout "30";\nAcquire::Retries "3";\n')
     assert lab_inventory_vars()["fleet_apt_update_cache"] is True
