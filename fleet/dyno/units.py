@@ -158,6 +158,7 @@ def nspawn_argv(spec: DynoSpec, command: str | None = None, console: str | None 
         f"--bind-ro={release_dir(spec.app, spec.release)}:{RELEASE_MOUNT}",
         "--chdir=/app",
         "--as-pid2",
+        "--kill-signal=SIGTERM",  # on stop, the stub init passes SIGTERM to the process (nspawn's default here: SIGKILL)
         "--no-new-privileges=yes",
         f"--system-call-filter={SYSCALL_DENY}",
         f"--setenv=DYNO={spec.name}",
@@ -230,7 +231,8 @@ def render_unit(spec: DynoSpec) -> str:
         f"TimeoutStopSec={STOP_TIMEOUT}\n"
         "SuccessExitStatus=143\n"
         f"{limits}"
-        f"SyslogIdentifier={spec.app}.{spec.name}\n\n"
+        f"SyslogIdentifier={spec.app}.{spec.name}\n"
+        "LogRateLimitIntervalSec=0\n\n"  # journald keeps every line a dyno prints: its logs are the app's stream
         "[Install]\n"
         "WantedBy=multi-user.target\n"
     )
