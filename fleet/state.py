@@ -177,7 +177,20 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE builds ADD COLUMN stack_version TEXT NOT NULL DEFAULT '';
     ALTER TABLE releases ADD COLUMN stack TEXT NOT NULL DEFAULT 'fleet-12';
     """,
+    """
+    CREATE TABLE app_log (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        at INTEGER NOT NULL,
+        source TEXT NOT NULL CHECK (source IN ('app', 'fleet')),
+        dyno TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX app_log_by_app ON app_log (app, id);
+    """,
 )
+#: The lines of an app's stream that fleet itself writes (app[api], the manager's fleet[web.1]): the last this many.
+APP_LOG_KEPT = 10_000
 #: An app's dynos run as uid APP_UID_BASE + n (and a group of the same number) on every host; n comes from
 #: an AUTOINCREMENT sequence, so a uid is never given to another app, even after its app is destroyed.
 APP_UID_BASE = 40000
@@ -557,6 +570,24 @@ class Store:
             db.execute("DELETE FROM dyno_restarts WHERE dyno_id IN (SELECT id FROM dynos WHERE app = ?)", (app,))
 
     # -- the manager's passes ----------------------------------------------------------------------
+    # -- the app's log lines written on the control machine ---------------------------------------------------------
+    def log(self, app: str, source: str, dyno: str, message: str) -> None:
+        """One line of the app's stream (app[api], fleet[web.1]); an app that no longer exists gets none."""
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM apps WHERE name = ?", (app,)).fetchone():
+                return
+            cur = db.execute("INSERT INTO app_log (app, at, source, dyno, message) VALUES (?, ?, ?, ?, ?)",
+                             (app, time.time_ns() // 1000, source, dyno, message))  # fmt: skip
+            if cur.lastrowid is not None and cur.lastrowid % 100 == 0:
+                db.execute("DELETE FROM app_log WHERE app = ? AND id <= (SELECT id FROM app_log WHERE app = ? ORDER BY id DESC"
+                           " LIMIT 1 OFFSET ?)", (app, app, APP_LOG_KEPT))  # fmt: skip
+
+    def app_log(self, app: str, limit: int, after_id: int = 0) -> list[tuple[int, int, str, str, str]]:
+        """(id, at in microseconds, source, dyno, message) of the app's last ``limit`` lines after ``after_id``, oldest first."""
+        rows = self.db.execute("SELECT id, at, source, dyno, message FROM app_log WHERE app = ? AND id > ? ORDER BY id DESC LIMIT ?",
+                               (app, after_id, limit)).fetchall()  # fmt: skip
+        return [(r[0], r[1], r[2], r[3], r[4]) for r in reversed(rows)]
+
     def start_pass(self, source: str) -> int:
         with self.transaction() as db:
             cur = db.execute("INSERT INTO manager_passes (started_at, source, pid) VALUES (?, ?, ?)", (utcnow(), source, os.getpid()))

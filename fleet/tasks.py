@@ -26,6 +26,7 @@ from fleet.context import Fleet
 from fleet.errors import FleetError, UsageError, exit_code_for
 from fleet.exec.recording import RecordingExecutor
 from fleet.inventory import load_inventory
+from fleet.logs import DEFAULT_LINES
 from fleet.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -707,6 +708,49 @@ def run_task(c: Context, app: str, arg: list[str] | None = None, detached: bool 
         raise Exit(code=code)
 
 
+@task(
+    name="logs",
+    help={"app": "the app", "num": "how many recent lines (default 100, at most 10000)", "tail": "then follow new lines until Ctrl-C",
+          "source": "app or fleet", "dyno": "a process type or dyno: web, web.1, router, api", "json": "one JSON object per line"},
+)  # fmt: skip
+@fleet_task()
+def logs_task(c: Context, app: str, num: int = DEFAULT_LINES, tail: bool = False, source: str = "", dyno: str = "", json_: bool = False) -> None:
+    """An app's log stream: its dynos' output, router lines, platform and api lines from every host, in time order."""
+    import signal
+    import threading
+
+    from fleet.logs import LogFilter, LogLine, check_lines
+    from fleet.services import logs
+
+    wanted = LogFilter(source or None, dyno or None)
+    check_lines(num)
+
+    def show(line: LogLine) -> None:
+        _out(line.as_json() if json_ else line.render())
+
+    def problem(text: str) -> None:
+        print(f"fleet: {text}", file=sys.stderr, flush=True)
+
+    fleet = Fleet.open()
+    try:
+        query = logs.Query(fleet, app, wanted, num)
+        history = logs.history(query)
+        for name, why in sorted(history.missing.items()):
+            problem(f"lines of {name} are missing: {why}")
+        for line in history.lines:
+            show(line)
+        if tail:  # until Ctrl-C (or SIGTERM): the streams from the hosts end, then fleet does
+            stop = threading.Event()
+            before = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                logs.follow(query, history, show, stop, problem)
+            finally:
+                for sig, handler in before.items():
+                    signal.signal(sig, handler)
+    finally:
+        fleet.close()
+
+
 @task(name="open", help={"app": "the app"})
 @fleet_task()
 def open_app(c: Context, app: str) -> None:
@@ -1139,7 +1183,7 @@ router_ns = Collection("router", router_sync)
 ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns,
                 buildpacks_ns, stacks_ns, stack_ns,
                 audit, builds_list, deploy,
-                rollback, run_task, open_app)  # fmt: skip
+                rollback, run_task, open_app, logs_task)  # fmt: skip
 releases_ns.default = "releases"
 config_ns.default = "config"
 ps_ns.default = "ps"

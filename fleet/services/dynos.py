@@ -22,7 +22,7 @@ from fleet.dyno.units import (
 )
 from fleet.errors import HealthcheckTimeout, ReleaseFailed, UsageError
 from fleet.model import DynoRecord
-from fleet.services import router
+from fleet.services import logs, router
 from fleet.services.hosts import by_host, dyno_fact, dyno_hosts, observe, state_of
 from fleet.services.oneoff import current_or_fail
 from fleet.services.reconcile import AppChange, manager_settings
@@ -65,6 +65,7 @@ def scale(fleet: Fleet, app: str, args: list[str], on_line: Output) -> dict[str,
         change = AppChange(fleet, app, release, on_line, formation={**formation, **changes})
         steps = change.plan()  # refused here (no room) before anything changes
         fleet.store.set_formation(app, changes)
+        logs.api(fleet, app, "Scaled to " + " ".join(f"{t}@{q}:{size}" for t, (q, size) in sorted(fleet.store.formation(app).items())))
         fleet.store.reset_dyno_restarts(app)  # a scale starts a new crash backoff streak
         try:
             change.apply(steps)
@@ -92,6 +93,7 @@ def restart(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
     release = current_or_fail(fleet, app)
     with fleet.store.lock(f"app:{app}", "ps.restart"):
         chosen = _select(fleet.store.dynos(app), which)
+        logs.api(fleet, app, f"Restart {which}" if which else "Restart all dynos")
         fleet.store.reset_dyno_restarts(app)  # a restart starts a new crash backoff streak
         change = AppChange(fleet, app, release, on_line, restart=frozenset(d.id for d in chosen))
         steps = change.plan()
@@ -108,6 +110,7 @@ def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
     inv = fleet.inventory()
     with fleet.store.lock(f"app:{app}", "ps.stop"):
         chosen = _select(fleet.store.dynos(app), which)
+        logs.api(fleet, app, f"Stop {which}" if which else "Stop all dynos")
         router.drain(fleet, inv, {d.id for d in chosen if d.type == "web"})
         for host, ds in by_host(chosen).items():
             units = [d.unit for d in ds]

@@ -41,7 +41,7 @@ from fleet.dyno.steps import (
 from fleet.dyno.units import SIZES, dyno_state, parse_unit_name
 from fleet.errors import FleetError, UsageError
 from fleet.model import DynoRecord, Node, Release, new_dyno_id
-from fleet.services import hosts, rollout, router, shipping
+from fleet.services import hosts, logs, rollout, router, shipping
 from fleet.services.hosts import HostView
 from fleet.state import utcnow
 
@@ -318,7 +318,6 @@ class Reconciler:
             hosts.stop_units(self.fleet, self.inv.node(ref.host), [ref.unit])
             self.act("stop", ref.app, None, f"{ref.app}: stopped {ref.unit} on {ref.host} ({step.reason})")
             return
-        self.journal(d, "Stopping all processes with SIGTERM")
         rollout.remove_dynos(self.fleet, self.inv, [d])
         self.records.pop(d.id, None)
         self.act("stop", d.app, None, f"{d.app}: {d.name} (v{d.release}) stopped on {d.host} ({step.reason})")
@@ -352,15 +351,11 @@ class Reconciler:
         self.act(kind, app, dyno, text, journal)
 
     def journal(self, d: DynoRecord, message: str) -> None:
-        """A platform line in the host's journal under the dyno's identifier (APP.web.1), best effort."""
-        if self.dry_run or d.host not in self.views:
+        """A platform line in the app's log stream (``fleet[web.1]: Cycling``), kept on the control machine: it is there
+        even when the dyno's host is the one that went down."""
+        if self.dry_run:
             return
-        try:
-            self.fleet.executor.run(
-                self.inv.node(d.host), ("logger", "-t", f"{d.app}.{d.name}", "--", message), timeout=5, check=False
-            )
-        except FleetError as e:
-            log.info("could not write to %s's journal: %s", d.host, e)
+        logs.say(self.fleet, d.app, d.name, message)
 
 
 def app_of(step: Step) -> str | None:

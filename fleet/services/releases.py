@@ -8,7 +8,7 @@ from fleet.context import Fleet
 from fleet.dyno.units import DEFAULT_SIZE, validate_config_key
 from fleet.errors import ConfigError, FleetError, ReleaseFailed, UsageError
 from fleet.model import Build, Release, process_type_problem
-from fleet.services import router
+from fleet.services import logs, router
 from fleet.services.oneoff import run_release_phase
 from fleet.services.reconcile import AppChange
 from fleet.services.shipping import prune_release_dirs
@@ -67,6 +67,7 @@ def deploy_release(fleet: Fleet, release: Release, on_line: Output) -> Release:
                 raise
         except FleetError:
             fleet.store.set_release_status(app, release.version, "failed")
+            logs.api(fleet, app, f"Release v{release.version} failed")
             raise
         fleet.store.set_release_status(app, release.version, "succeeded")
         prune_release_dirs(fleet, fleet.inventory(), app, release.version)
@@ -85,6 +86,12 @@ def _back_to_current(fleet: Fleet, app: str, failed: Release, on_line: Output) -
         change.apply(change.plan())
     except FleetError as e:
         on_line(f" !     Not every dyno went back yet ({e}); the dyno manager finishes it")
+
+
+def _created(fleet: Fleet, release: Release) -> None:
+    """The app[api] lines of a new release: what made it (config keys only, never values), then the release."""
+    logs.api(fleet, release.app, release.description)
+    logs.api(fleet, release.app, f"Release v{release.version} created")
 
 
 def checked_types(types: dict[str, str], source: str) -> dict[str, str]:
@@ -113,6 +120,7 @@ def release_build(fleet: Fleet, build: Build, on_line: Output) -> Release:
             description=f"Deploy {build.commit[:7] or build.slug_id}",
             stack=build.stack,
         )
+        _created(fleet, release)
         on_line(f"-----> Releasing v{release.version}")
         return _roll_out(fleet, release, on_line)
 
@@ -145,6 +153,7 @@ def _config_release(fleet: Fleet, app: str, config: dict[str, str], description:
             description=description,
             stack=current.stack if current else fleet.store.app(app).stack,
         )
+        _created(fleet, release)
         on_line(f"-----> Releasing v{release.version}: {description}")
         return _roll_out(fleet, release, on_line)
 
@@ -199,5 +208,6 @@ def rollback(fleet: Fleet, app: str, version: int | None, on_line: Output) -> Re
             description=f"Rollback to v{version}",
             stack=target.stack,
         )
+        _created(fleet, release)
         on_line(f"-----> Releasing v{release.version}: Rollback to v{version}")
         return _roll_out(fleet, release, on_line)

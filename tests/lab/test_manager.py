@@ -205,8 +205,9 @@ def test_a_crash_looping_dyno_restarts_on_the_backoff_and_nothing_else_moves(lab
     after = {str(d["name"]): d for d in ps(lab, mgr)}
     assert after.keys() == others.keys()
     assert {n: _ssh(lab, str(d["host"]), "systemctl", "show", "-p", "MainPID", "--value", str(d["unit"])) for n, d in after.items()} == pids
-    journal = _ssh(lab, str(ps(lab, "crashy")[0]["host"]), "journalctl", "--no-pager", "-o", "cat", "-t", "crashy.worker.1")
-    assert "State changed from crashed to starting" in journal
+    journal = fleet_ok(lab, "logs", "-a", "crashy", "--dyno", "worker.1", "-n", "1500")
+    assert "fleet[worker.1]: State changed from crashed to starting" in journal
+    assert "fleet[worker.1]: Process exited with status 3" in journal and "fleet[worker.1]: State changed from up to crashed" in journal
     fleet_ok(lab, "apps.destroy", "crashy", "--confirm", "crashy")
 
 
@@ -220,14 +221,15 @@ def test_memory_over_quota_is_r14_and_at_the_limit_r15_killed_and_restarted(lab:
     fleet_ok(lab, "apps.create", "hog")
     fleet_ok(lab, "deploy", "-a", "hog", str(src))
     fleet_ok(lab, "ps.scale", "-a", "hog", "worker=1", "steady=1")
-    dynos = {str(d["name"]): d for d in ps(lab, "hog")}
+    assert {str(d["name"]) for d in ps(lab, "hog")} == {"worker.1", "steady.1"}
     with watcher(lab, 12):
         time.sleep(11)
-    killed = _ssh(lab, str(dynos["worker.1"]["host"]), "journalctl", "--no-pager", "-o", "cat", "-t", "hog.worker.1")
-    assert "Error R15 (Memory quota vastly exceeded)" in killed, killed[-2000:]
-    assert "State changed from crashed to starting" in killed
-    held = _ssh(lab, str(dynos["steady.1"]["host"]), "journalctl", "--no-pager", "-o", "cat", "-t", "hog.steady.1")
-    assert "holding 480" in held and "Error R14 (Memory quota exceeded)" in held and "R15" not in held, held[-2000:]
+    killed = fleet_ok(lab, "logs", "-a", "hog", "--dyno", "worker.1", "-n", "1500")
+    assert "fleet[worker.1]: Error R15 (Memory quota vastly exceeded)" in killed, killed[-2000:]
+    assert "fleet[worker.1]: State changed from crashed to starting" in killed
+    held = fleet_ok(lab, "logs", "-a", "hog", "--dyno", "steady.1", "-n", "1500")
+    assert "app[steady.1]: holding 480" in held and "fleet[steady.1]: Error R14 (Memory quota exceeded)" in held, held[-2000:]
+    assert "R15" not in held, held[-2000:]
     assert next(d for d in ps(lab, "hog") if d["name"] == "steady.1")["state"] == "up"
     fleet_ok(lab, "apps.destroy", "hog", "--confirm", "hog")
 

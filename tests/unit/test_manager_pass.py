@@ -15,7 +15,7 @@ from fleet.errors import HostUnreachable
 from fleet.exec.base import CommandResult
 from fleet.exec.recording import Call, RecordingExecutor
 from fleet.model import DynoRecord
-from fleet.services import manager
+from fleet.services import logs, manager
 from fleet.settings import Settings
 
 INVENTORY = """\
@@ -100,6 +100,11 @@ def test_nothing_to_do_runs_nothing_but_the_probe(fleet: Fleet, hosts: Hosts) ->
     assert [p.outcome for p in fleet.store.passes()] == ["idle"]
 
 
+def stream(fleet: Fleet, app: str = "shop") -> list[tuple[str, str, str]]:
+    """The lines of the app's log stream kept on the control machine: (source, dyno, message)."""
+    return [(source, dyno, message) for (_, _, source, dyno, message) in fleet.store.app_log(app, 100)]
+
+
 def test_a_crashed_dyno_is_restarted_on_its_host_and_its_count_kept(fleet: Fleet, hosts: Hosts) -> None:
     hosts.units["node1"][UNIT] = ("failed", "failed", "exit-code")
     [report] = manager.run(fleet)
@@ -109,8 +114,8 @@ def test_a_crashed_dyno_is_restarted_on_its_host_and_its_count_kept(fleet: Fleet
     assert fleet.store.dyno_restarts() == {"d1": 1}
     entry = fleet.store.audit_entries()[-1]
     assert (entry.command, entry.args, entry.outcome) == ("manager.restart", {"app": "shop", "dyno": "worker.1", "host": "node1"}, "ok")
-    journal = ran(fleet, "node1", "logger")
-    assert journal == [("logger", "-t", "shop.worker.1", "--", "State changed from crashed to starting")]
+    assert ran(fleet, "node1", "logger") == []  # the line is kept on the control machine, not in the host's journal
+    assert stream(fleet) == [("fleet", "worker.1", "State changed from crashed to starting")]
 
 
 def test_a_host_that_stops_answering_is_down_after_k_misses_then_its_dynos_move_and_it_is_fenced(
@@ -154,15 +159,14 @@ def test_a_dyno_over_its_soft_memory_quota_is_logged_r14_once_a_minute(fleet: Fl
     hosts.memory["node1"] = {UNIT: 470 * 2**20}  # standard-1x: 512 MB, soft quota 460 MB
     reports = manager.run(fleet, watch=2.5)  # the passes of one watcher: said once, not every pass
     assert len(reports) >= 2
-    said = [argv[-1] for argv in ran(fleet, "node1", "logger")]
-    assert said == ["Error R14 (Memory quota exceeded)"]
+    assert stream(fleet) == [("fleet", "worker.1", "Error R14 (Memory quota exceeded)")]
     entries = fleet.store.audit_entries()
     assert [(e.command, e.detail) for e in entries] == [
         ("manager.memory", "shop: worker.1 on node1 is over its memory quota: 470 MB of 512 MB (standard-1x)")
     ]
     hosts.memory["node1"] = {UNIT: 400 * 2**20}
     manager.run(fleet)
-    assert len(ran(fleet, "node1", "logger")) == 1  # under its quota: nothing said
+    assert len(stream(fleet)) == 1  # under its quota: nothing said
 
 
 def test_ps_shows_a_crashed_dyno_and_when_its_restart_is_due(fleet: Fleet, hosts: Hosts) -> None:
@@ -189,7 +193,8 @@ def test_ps_restart_restarts_in_place_through_the_planner_and_starts_a_new_backo
     assert ran(fleet, "node1", "systemctl", "restart") == [("systemctl", "restart", UNIT)]
     assert ran(fleet, "node2", "systemctl", "restart") == []
     assert lines == ["-----> worker.1 on node1: Restarting"]
-    assert [argv[-1] for argv in ran(fleet, "node1", "logger")] == ["Restarting", "State changed from starting to up"]
+    assert stream(fleet) == [("app", "api", f"Restart all dynos by {logs.who()}"), ("fleet", "worker.1", "Restarting"),
+                             ("fleet", "worker.1", "State changed from starting to up")]  # fmt: skip
     assert fleet.store.dyno_restarts() == {"d1": 0}
     assert fleet.store.audit_entries() == []  # the command is audited as a whole by its task, not step by step
 
