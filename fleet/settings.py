@@ -118,6 +118,21 @@ class Settings:
         return self.number("run_max_seconds", 86400)
 
     @property
+    def drain_buffer_lines(self) -> int:
+        """How many lines each log drain holds while it is down or slow; past it the oldest are dropped (L10)."""
+        return self.whole_number("drain_buffer_lines", 10_000)
+
+    @property
+    def drain_ca_file(self) -> str | None:
+        """A CA certificate file the drains' forwarder trusts beside the system's (a drain with a private CA)."""
+        raw, source = self._raw("drain_ca_file")
+        if raw is None or raw == "":
+            return None
+        if not Path(str(raw)).is_file():
+            raise ConfigError(source, "", f"{raw!r} is not a file: give the path of a PEM CA certificate")
+        return str(raw)
+
+    @property
     def keep_slugs(self) -> int:
         """How many recent builds per app keep their slug from `slugs.gc`."""
         value = self.number("keep_slugs", 5)

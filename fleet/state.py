@@ -188,6 +188,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX app_log_by_app ON app_log (app, id);
     """,
+    """
+    CREATE TABLE drains (
+        token TEXT PRIMARY KEY,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        url TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (app, url)
+    );
+    """,
 )
 #: The lines of an app's stream that fleet itself writes (app[api], the manager's fleet[web.1]): the last this many.
 APP_LOG_KEPT = 10_000
@@ -587,6 +596,28 @@ class Store:
         rows = self.db.execute("SELECT id, at, source, dyno, message FROM app_log WHERE app = ? AND id > ? ORDER BY id DESC LIMIT ?",
                                (app, after_id, limit)).fetchall()  # fmt: skip
         return [(r[0], r[1], r[2], r[3], r[4]) for r in reversed(rows)]
+
+    # -- drains -----------------------------------------------------------------------------------------------------
+    def add_drain(self, app: str, url: str, token: str) -> None:
+        with self.transaction() as db:
+            if db.execute("SELECT 1 FROM drains WHERE app = ? AND url = ?", (app, url)).fetchone():
+                raise FleetError(f"{app} already drains to {url}; `fleet drains -a {app}` lists its drains")
+            db.execute("INSERT INTO drains (token, app, url, created_at) VALUES (?, ?, ?, ?)", (token, app, url, utcnow()))
+
+    def drains(self, app: str | None = None) -> list[tuple[str, str, str, str]]:
+        """(token, app, url, created_at) of one app's drains, or of every app's."""
+        where, args = ("WHERE app = ?", (app,)) if app else ("", ())
+        rows = self.db.execute(f"SELECT token, app, url, created_at FROM drains {where} ORDER BY app, created_at", args).fetchall()
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+    def remove_drain(self, app: str, url_or_token: str) -> str:
+        """Remove the app's drain with that URL or token; its token."""
+        with self.transaction() as db:
+            row = db.execute("SELECT token FROM drains WHERE app = ? AND (url = ? OR token = ?)", (app, url_or_token, url_or_token)).fetchone()
+            if row is None:
+                raise FleetError(f"{app} has no drain {url_or_token!r}; `fleet drains -a {app}` lists its drains")
+            db.execute("DELETE FROM drains WHERE token = ?", (row[0],))
+            return str(row[0])
 
     def start_pass(self, source: str) -> int:
         with self.transaction() as db:

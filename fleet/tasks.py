@@ -1176,11 +1176,87 @@ stack_ns = Collection("stack", stack_show, stack_set)
 stack_ns.default = "stack"
 buildpacks_ns = Collection("buildpacks", buildpacks_list, buildpacks_add, buildpacks_set, buildpacks_remove, buildpacks_clear)
 buildpacks_ns.default = "buildpacks"
+# ------------------------------------------------------------- log drains
+@task(name="drains", help={"app": "the app", "json": "print JSON (with each drain's token)"})
+@fleet_task()
+def drains_list(c: Context, app: str, json_: bool = False) -> None:
+    """The app's log drains: where its stream is forwarded, and each drain's token."""
+    from fleet.services import drains
+
+    fleet = Fleet.open(executor=RecordingExecutor())
+    try:
+        found = drains.list_drains(fleet, app)
+    finally:
+        fleet.close()
+    if json_:
+        _out(json.dumps([d.as_dict() for d in found], indent=2))
+        return
+    if not found:
+        _out(f"{app} has no drains (`fleet drains.add -a {app} syslog+tls://HOST:PORT`)")
+    for d in found:
+        _out(f"{d.url}  ({d.token})")
+
+
+@task(name="add", positional=["url"], help={"app": "the app", "url": "syslog://HOST:PORT, syslog+tls://HOST:PORT or https://HOST/PATH"})
+@fleet_task(audit="drains.add", mask=lambda kw: {**kw, "url": without_url_credentials(kw.get("url"))})
+def drains_add(c: Context, app: str, url: str) -> str:
+    """Forward the app's log stream to a syslog or HTTPS drain (RFC 5424 over TCP/TLS; logplex-1 batches over HTTPS)."""
+    from fleet.services import drains
+
+    fleet = Fleet.open()
+    try:
+        drain, forwarder = drains.add(fleet, app, url)
+    finally:
+        fleet.close()
+    _out(f"Successfully added drain {without_url_credentials(drain.url)} (token {drain.token}); {forwarder}")
+    return drain.token
+
+
+@task(name="remove", positional=["url"], help={"app": "the app", "url": "the drain's URL or token"})
+@fleet_task(audit="drains.remove", mask=lambda kw: {**kw, "url": without_url_credentials(kw.get("url"))})
+def drains_remove(c: Context, app: str, url: str) -> str:
+    """Stop forwarding the app's stream to a drain."""
+    from fleet.services import drains
+
+    fleet = Fleet.open(executor=RecordingExecutor())
+    try:
+        token = drains.remove(fleet, app, url)
+    finally:
+        fleet.close()
+    _out(f"Successfully removed drain {token}")
+    return token
+
+
+@task(name="run", help={"watch": "seconds to run for (default: until no drain is left, or SIGTERM)"})
+@fleet_task()
+def drains_run(c: Context, watch: float = 0.0) -> None:
+    """The drains' forwarder (cron starts it; one at a time): every app's stream to its drains."""
+    import signal
+    import threading
+
+    from fleet.errors import LockHeld
+    from fleet.services import drains
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    fleet = Fleet.open()
+    try:
+        sent = drains.run(fleet, watch or None, on_line=_out, stop=stop)
+    except LockHeld:  # cron's every-minute start while one runs: nothing to do
+        return
+    finally:
+        fleet.close()
+    _out(f"forwarder stopped; {sent} lines delivered")
+
+
+drains_ns = Collection("drains", drains_list, drains_add, drains_remove, drains_run)
+drains_ns.default = "drains"
 domains_ns = Collection("domains", domains_list, domains_add, domains_remove)
 domains_ns.default = "domains"
 maintenance_ns = Collection("maintenance", maintenance_on, maintenance_off)
 router_ns = Collection("router", router_sync)
-ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns,
+ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns, drains_ns,
                 buildpacks_ns, stacks_ns, stack_ns,
                 audit, builds_list, deploy,
                 rollback, run_task, open_app, logs_task)  # fmt: skip

@@ -58,15 +58,15 @@ SAFE_PATH_RE = re.compile(r"/[A-Za-z0-9/._+-]*")
 class _Renewer(threading.Thread):
     """Renews the lease every few seconds on a connection of its own; ``lost`` once it could not."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, name: str = LEASE) -> None:
         super().__init__(daemon=True, name="fleet-lease")
-        self.path, self.stopping, self.lost = path, threading.Event(), False
+        self.path, self.name, self.stopping, self.lost = path, name, threading.Event(), False
 
     def run(self) -> None:
         store = Store(self.path)
         try:
             while not self.stopping.wait(LEASE_SECONDS / 6):
-                if not store.renew(LEASE, LEASE_SECONDS):
+                if not store.renew(self.name, LEASE_SECONDS):
                     self.lost = True
                     return
         finally:
@@ -74,10 +74,10 @@ class _Renewer(threading.Thread):
 
 
 @contextmanager
-def lease(fleet: Fleet, command: str) -> Iterator[_Renewer]:
-    """The manager's lease: LockHeld if a live pass holds it."""
-    with fleet.store.lock(LEASE, command, lease=LEASE_SECONDS):
-        renewer = _Renewer(fleet.settings.state_db)
+def lease(fleet: Fleet, command: str, name: str = LEASE) -> Iterator[_Renewer]:
+    """The manager's lease (or another long-running job's, by ``name``): LockHeld if a live holder has it."""
+    with fleet.store.lock(name, command, lease=LEASE_SECONDS):
+        renewer = _Renewer(fleet.settings.state_db, name)
         renewer.start()
         try:
             yield renewer
@@ -300,10 +300,21 @@ def status(fleet: Fleet, passes: int = 10) -> ManagerStatus:
 
 
 # -- cron -----------------------------------------------------------------------------------------
-def cron_path(fleet: Fleet) -> Path:
-    """One cron file per fleet home (a control machine may run more than one fleet)."""
+#: What cron runs for fleet, by kind: who installs it, what it is, the command.
+CRON_JOBS = {
+    "manager": ("`fleet manager.install`; `fleet manager.uninstall` removes it",
+                "The dyno manager: every minute a pass that keeps watching the hosts for most of the minute.",
+                "manager.run --watch {watch:g}"),
+    "drains": ("`fleet drains.add`; removing the last drain removes it",
+               "The log drains' forwarder: started every minute unless one runs (it holds the lease `drains`).",
+               "drains.run"),
+}  # fmt: skip
+
+
+def cron_path(fleet: Fleet, kind: str = "manager") -> Path:
+    """One cron file per fleet home (a control machine may run more than one fleet) and kind."""
     tag = hashlib.sha256(str(fleet.settings.home.resolve()).encode()).hexdigest()[:8]
-    return CRON_DIR / f"fleet-manager-{tag}"
+    return CRON_DIR / f"fleet-{kind}-{tag}"
 
 
 def fleet_program() -> str:
@@ -314,31 +325,32 @@ def fleet_program() -> str:
     return found
 
 
-def render_cron(program: str, home: Path, inventory: str | None, watch: float, log_file: Path) -> str:
-    """The cron file (pure): every minute, a pass that watches for ``watch`` seconds, with fleet's home and inventory."""
+def render_cron(program: str, home: Path, inventory: str | None, watch: float, log_file: Path, kind: str = "manager") -> str:
+    """The cron file (pure): every minute, a pass that watches for ``watch`` seconds (or the drains' forwarder), with
+    fleet's home and inventory."""
     for what, value in (("program", program), ("FLEET_HOME", str(home)), ("inventory", inventory or "/"), ("log", str(log_file))):
         if not SAFE_PATH_RE.fullmatch(value):
             raise UsageError(f"{what} path {value!r} has characters cron would misread; use a path of letters, digits and ./_+-")
     env = [f"FLEET_HOME={home}", "FLEET_SOURCE=cron"] + ([f"FLEET_INVENTORY={inventory}"] if inventory else [])
+    who, what, command = CRON_JOBS[kind]
     return (
-        "# Managed by fleet (`fleet manager.install`; `fleet manager.uninstall` removes it).\n"
-        "# The dyno manager: every minute a pass that keeps watching the hosts for most of the minute.\n"
+        f"# Managed by fleet ({who}).\n# {what}\n"
         "SHELL=/bin/sh\nPATH=/usr/sbin:/usr/bin:/sbin:/bin\n" + "".join(f"{e}\n" for e in env) +
-        f"* * * * * root {program} manager.run --watch {watch:g} >> {log_file} 2>&1\n"
+        f"* * * * * root {program} {command.format(watch=watch)} >> {log_file} 2>&1\n"
     )  # fmt: skip
 
 
-def install(fleet: Fleet, watch: float = 55.0) -> tuple[Path, str]:
+def install(fleet: Fleet, watch: float = 55.0, kind: str = "manager") -> tuple[Path, str]:
     """Write the cron file and make sure crond runs. Returns the file and what was done about crond."""
-    if not 0 < watch <= 58:
+    if kind == "manager" and not 0 < watch <= 58:
         raise UsageError(f"--watch {watch:g}: a pass watches for at most 58 s, so that it ends before the next minute's starts")
     if not Path("/usr/sbin/cron").exists():
         raise FleetError("cron is not installed: `apt-get install cron` (make install does it)")
     fleet.settings.ensure_home()
-    log_file = fleet.settings.home / "manager.log"
+    log_file = fleet.settings.home / f"{kind}.log"
     log_file.touch(mode=0o600, exist_ok=True)
-    text = render_cron(fleet_program(), fleet.settings.home.resolve(), os.environ.get("FLEET_INVENTORY"), watch, log_file)
-    path = cron_path(fleet)
+    text = render_cron(fleet_program(), fleet.settings.home.resolve(), os.environ.get("FLEET_INVENTORY"), watch, log_file, kind)
+    path = cron_path(fleet, kind)
     tmp = path.with_name(f".{path.name}.tmp")  # cron skips names with a dot
     tmp.write_text(text)
     os.chmod(tmp, 0o644)
@@ -367,8 +379,8 @@ def crond_running() -> bool:
         return False
 
 
-def uninstall(fleet: Fleet) -> bool:
-    path = cron_path(fleet)
+def uninstall(fleet: Fleet, kind: str = "manager") -> bool:
+    path = cron_path(fleet, kind)
     if not path.exists():
         return False
     path.unlink()

@@ -67,7 +67,7 @@ def _ssh(home: Path, node: str, *argv: str) -> str:
     proc = subprocess.run(
         ["ssh", "-i", str(key), "-o", f"UserKnownHostsFile={home / 'known_hosts'}", "-o", "StrictHostKeyChecking=yes",
          "-o", "BatchMode=yes", f"root@{addr}", shlex.join(argv)],
-        capture_output=True, text=True, timeout=30,
+        capture_output=True, text=True, errors="replace", timeout=30,  # a host's journal holds what dynos printed: any bytes
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
