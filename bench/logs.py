@@ -6,7 +6,10 @@ On a 3-host lab of its own:
      router lines that reached the router host's journal (goal: every one), HAProxy's DroppedLogs, and CPU per
      request (HAProxy plus journald on the router host) with logging on and with it off;
  (b) dyno lines: two workers print at a fixed total rate for a few seconds while `fleet logs --tail` runs: lines
-     delivered, lost, and the delay from print to `fleet logs` output (p50, p99), at 1,000 and 10,000 lines/s.
+     delivered, lost, and the delay from print to `fleet logs` output (p50, p99), at 1,000 and 10,000 lines/s;
+ (c) the same into a syslog drain served by a real syslog server (rsyslog from Debian's packages on node3): delivered,
+     lost, delay from print to rsyslog's receipt; then the drain stopped for 60 s under 500 lines/s from each worker:
+     the forwarder's memory before and after (its buffer is bounded).
 Traffic goes only to the lab's own addresses and is bounded in count and time. Needs root; run after `make test`:
 
     .venv/bin/python bench/logs.py [--seconds 8]
@@ -26,6 +29,7 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 from fleetcli import FLEET, ROOT, fleet
@@ -162,6 +166,67 @@ def tail_run(home: Path, rate: int, seconds: float) -> dict[str, float]:
             "p99_ms": pct(0.99), "max_ms": delays[-1] if delays else float("nan")}  # fmt: skip
 
 
+SYSLOG_NODE_ADDRESS, SYSLOG_PORT = "169.254.77.13", 10514
+RSYSLOG_CONF = """\
+module(load="imtcp")
+input(type="imtcp" port="{port}")
+template(name="fields" type="string" string="%timegenerated:::date-rfc3339%|%procid%|%msg%\\n")
+*.* action(type="omfile" file="/tmp/bench-drain/received" template="fields" asyncWriting="on" flushInterval="1")
+"""
+
+
+def rsyslog_on_node3(home: Path, running: bool) -> None:
+    """rsyslog from Debian's packages on node3 (installed through the lab's apt cache the first time)."""
+    if running:
+        ssh(home, SYSLOG_NODE_ADDRESS, "sh", "-c", "command -v rsyslogd >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+            "--no-install-recommends rsyslog >/dev/null && systemctl disable --now rsyslog syslog.socket >/dev/null 2>&1; true; }; "
+            "mkdir -p /tmp/bench-drain")  # fmt: skip
+        ssh(home, SYSLOG_NODE_ADDRESS, "sh", "-c", f"cat > /tmp/bench-drain/rsyslog.conf <<'EOF'\n{RSYSLOG_CONF.format(port=SYSLOG_PORT)}EOF\n"
+            "rsyslogd -f /tmp/bench-drain/rsyslog.conf -i /tmp/bench-drain/pid")  # fmt: skip
+        time.sleep(1)
+    else:
+        ssh(home, SYSLOG_NODE_ADDRESS, "sh", "-c", "kill $(cat /tmp/bench-drain/pid); while [ -e /tmp/bench-drain/pid ]; do sleep 0.1; done")
+
+
+def forwarder_rss_mb(home: Path) -> float:
+    holder = subprocess.run(["pgrep", "-f", f"{FLEET} drains.run"], capture_output=True, text=True).stdout.split()
+    if not holder:
+        return float("nan")
+    return int(Path(f"/proc/{holder[0]}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+
+def drain_run(home: Path, rate: int, seconds: float) -> dict[str, float]:
+    """The printers at ``rate`` lines/s in all into a syslog drain served by rsyslog: delivered, lost, delay to rsyslog."""
+    ssh(home, SYSLOG_NODE_ADDRESS, "sh", "-c", ": > /tmp/bench-drain/received")
+    fleet(home, "config.set", "-a", PRINTER, f"RATE={rate // 2}", f"SECONDS={seconds:g}", "DELAY=4")
+    expected = int(rate // 2 * seconds)
+    end = time.monotonic() + seconds + 120
+    text = ""
+    while time.monotonic() < end:
+        text = ssh(home, SYSLOG_NODE_ADDRESS, "cat", "/tmp/bench-drain/received")
+        if text.count(" done ") >= 2:
+            break
+        time.sleep(2)
+    seen: set[tuple[str, int]] = set()
+    delays: list[float] = []
+    for line in text.splitlines():
+        stamp, _, rest = line.partition("|")
+        dyno, _, msg = rest.partition("|")
+        parts = msg.split()
+        if len(parts) != 4 or parts[0] != "bench" or parts[2] == "done":
+            continue
+        received = datetime.fromisoformat(stamp).timestamp()
+        seen.add((dyno, int(parts[2])))
+        delays.append((received - int(parts[3]) / 1e9) * 1000)
+    delays.sort()
+
+    def pct(p: float) -> float:
+        return delays[min(len(delays) - 1, int(len(delays) * p))] if delays else float("nan")
+
+    return {"rate": rate, "sent": expected * 2, "delivered": len(seen), "lost": expected * 2 - len(seen), "p50_ms": pct(0.5),
+            "p99_ms": pct(0.99)}  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8)
@@ -197,6 +262,20 @@ def main() -> None:
             fleet(home, "deploy", "-a", PRINTER, str(src))
             fleet(home, "ps.scale", "-a", PRINTER, "worker=2")
             tails = [tail_run(home, rate, args.seconds) for rate in (1_000, 10_000)]
+
+            # (c) a syslog drain served by rsyslog; then the drain stopped for 60 s under 1,000 lines/s: the forwarder's memory
+            rsyslog_on_node3(home, True)
+            fleet(home, "drains.add", "-a", PRINTER, f"syslog://{SYSLOG_NODE_ADDRESS}:{SYSLOG_PORT}")
+            time.sleep(3)
+            drained = [drain_run(home, rate, args.seconds) for rate in (1_000, 10_000)]
+            rss_before = forwarder_rss_mb(home)
+            rsyslog_on_node3(home, False)
+            fleet(home, "config.set", "-a", PRINTER, "RATE=500", "SECONDS=60", "DELAY=0")
+            time.sleep(64)
+            rss_stalled = forwarder_rss_mb(home)
+            rsyslog_on_node3(home, True)
+            time.sleep(5)
+            fleet(home, "drains.remove", "-a", PRINTER, f"syslog://{SYSLOG_NODE_ADDRESS}:{SYSLOG_PORT}")
         finally:
             fleet(home, "lab.down")
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab: 3 nspawn hosts, router {router}")
@@ -210,6 +289,11 @@ def main() -> None:
     for t in tails:
         print(f"(b) {t['rate']:.0f} lines/s from 2 workers for {args.seconds:g} s through `fleet logs --tail`: {t['delivered']:.0f} of {t['sent']:.0f} "
               f"delivered, {t['lost']:.0f} lost; delay print -> output p50 {t['p50_ms']:.0f} ms, p99 {t['p99_ms']:.0f} ms, max {t['max_ms']:.0f} ms")  # fmt: skip
+    for t in drained:
+        print(f"(c) {t['rate']:.0f} lines/s from 2 workers for {args.seconds:g} s into a syslog drain (rsyslog on node3): {t['delivered']:.0f} of "
+              f"{t['sent']:.0f} delivered, {t['lost']:.0f} lost; delay print -> rsyslog p50 {t['p50_ms']:.0f} ms, p99 {t['p99_ms']:.0f} ms")  # fmt: skip
+    print(f"(c) forwarder memory (RSS): {rss_before:.0f} MB while the drain keeps up, {rss_stalled:.0f} MB after it was stopped 60 s "
+          f"under 1,000 lines/s (buffer bound: 10,000 lines)")
 
 
 if __name__ == "__main__":

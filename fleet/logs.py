@@ -170,6 +170,14 @@ def dyno_journal_argv(
     return (*_journal_argv(follow, lines, after_cursor), f"--unit={pattern}")
 
 
+def dyno_follow_argv(app: str, *, after_cursor: str | None) -> tuple[str, ...]:
+    """Following the app's dynos on one host: their output by the field their units add (``FLEET_APP``), which also
+    matches units that do not exist yet (a ``--unit`` pattern is expanded once, when journalctl starts, so the dynos
+    of a release deployed while it follows would be missed), and systemd's own lines (about every unit: the app's
+    are kept by ``parse_record``)."""
+    return (*_journal_argv(True, 0, after_cursor), f"FLEET_APP={app}", "+", "_PID=1")
+
+
 def router_journal_argv(app: str, *, lines: int, follow: bool = False, after_cursor: str | None = None) -> tuple[str, ...]:
     """HAProxy's request lines for the app's backend on one router host."""
     return (

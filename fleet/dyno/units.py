@@ -232,7 +232,8 @@ def render_unit(spec: DynoSpec) -> str:
         "SuccessExitStatus=143\n"
         f"{limits}"
         f"SyslogIdentifier={spec.app}.{spec.name}\n"
-        "LogRateLimitIntervalSec=0\n\n"  # journald keeps every line a dyno prints: its logs are the app's stream
+        "LogRateLimitIntervalSec=0\n"  # journald keeps every line a dyno prints: its logs are the app's stream
+        f"LogExtraFields=FLEET_APP={spec.app}\n\n"  # what `fleet logs --tail` follows: every dyno of the app, any release
         "[Install]\n"
         "WantedBy=multi-user.target\n"
     )

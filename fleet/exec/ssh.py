@@ -139,12 +139,17 @@ class SSHExecutor:
         result = CommandResult(node.name, argv, code, out, err)
         return result.check() if check else result
 
-    def _exec(self, conn: Connection, argv: Argv, stdin: str | None, limit: float) -> tuple[int, str, str]:
-        """One command on its own channel of the pooled transport; stdin is sent then closed."""
+    def _channel(self, conn: Connection) -> paramiko.Channel:
+        """A new session channel on the host's pooled transport."""
         transport = conn.client.get_transport()
         if transport is None or not transport.is_active():
             raise paramiko.SSHException("transport closed")
-        chan = transport.open_session(timeout=self.connect_timeout)
+        chan: paramiko.Channel = transport.open_session(timeout=self.connect_timeout)
+        return chan
+
+    def _exec(self, conn: Connection, argv: Argv, stdin: str | None, limit: float) -> tuple[int, str, str]:
+        """One command on its own channel of the pooled transport; stdin is sent then closed."""
+        chan = self._channel(conn)
         try:
             chan.settimeout(limit)
             chan.exec_command(shlex.join(argv))
@@ -191,10 +196,8 @@ class SSHExecutor:
 
     def _stream(self, conn: Connection, argv: Argv, on_line: LineSink, timeout: float | None, stop: threading.Event | None) -> int:
         """One command on its own channel; closing the channel on ``stop`` or timeout makes the host's sshd end it."""
-        transport = conn.client.get_transport()
-        if transport is None or not transport.is_active():
-            raise paramiko.SSHException("transport closed")
-        chan = transport.open_session(timeout=self.connect_timeout)
+        chan = self._channel(conn)
+        transport = chan.get_transport()
         try:
             chan.set_combine_stderr(True)
             chan.exec_command(shlex.join(argv))

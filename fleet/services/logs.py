@@ -18,7 +18,16 @@ from datetime import datetime
 from fleet.context import Fleet
 from fleet.errors import ConfigError, FleetError
 from fleet.exec.base import fan_out
-from fleet.logs import LogFilter, LogLine, dyno_journal_argv, merge, parse_record, router_journal_argv, split_long
+from fleet.logs import (
+    LogFilter,
+    LogLine,
+    dyno_follow_argv,
+    dyno_journal_argv,
+    merge,
+    parse_record,
+    router_journal_argv,
+    split_long,
+)
 from fleet.model import Node
 from fleet.state import current_actor
 
@@ -67,15 +76,20 @@ class Query:
             inv = self.fleet.inventory()
         except ConfigError:  # no inventory: no host yet, the control machine's lines only
             return []
-        dyno = self.filter.dyno if self.filter.wants_dynos else None
         out: list[tuple[str, Node, Callable[..., tuple[str, ...]]]] = []
         if self.filter.wants_dynos:
             for node in (n for n in inv.nodes if n.is_dyno_host):
-                out.append((f"dynos@{node.name}", node, lambda **kw: dyno_journal_argv(self.app, dyno, **kw)))
+                out.append((f"dynos@{node.name}", node, self._dynos_argv))
         if self.filter.wants_router:
             for node in (n for n in inv.nodes if n.is_router):
                 out.append((f"router@{node.name}", node, lambda **kw: router_journal_argv(self.app, **kw)))
         return out
+
+    def _dynos_argv(self, *, lines: int, follow: bool = False, after_cursor: str | None = None) -> tuple[str, ...]:
+        """History: the units of the app's dynos, old ones too; following: every dyno of the app, new ones too."""
+        if follow:
+            return dyno_follow_argv(self.app, after_cursor=after_cursor)
+        return dyno_journal_argv(self.app, self.filter.dyno if self.filter.wants_dynos else None, lines=lines)
 
     def keep(self, raw: str, stopping: set[str]) -> tuple[str | None, list[LogLine]]:
         """One journal record of a host (``stopping``: that host's units being stopped): its cursor and what of it

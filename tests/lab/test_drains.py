@@ -10,7 +10,6 @@ import ssl
 import subprocess
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,12 +18,12 @@ import pytest
 from .conftest import run_fleet
 from .test_dynos import write_app
 from .test_lab import _ssh
+from .test_logs import get as logs_get
 from .test_manager import fleet_ok
 
 pytestmark = pytest.mark.lab
 
 APP = "drained"
-ROUTER = "169.254.77.11"
 SYSLOG_HOST, SYSLOG_NODE, SYSLOG_PORT = "169.254.77.13", "node3", 10514
 BUFFER = 50  # the forwarder's buffer in this test (FLEET_DRAIN_BUFFER_LINES): a drain that is down overflows it soon
 RSYSLOG_CONF = """\
@@ -50,9 +49,7 @@ FILES = {
 
 
 def get(path: str) -> None:
-    req = urllib.request.Request(f"http://{ROUTER}{path}", headers={"Host": f"{APP}.fleet.test"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 200
+    logs_get(path, APP)
 
 
 def received(lab: Path) -> list[tuple[str, str, str, str]]:

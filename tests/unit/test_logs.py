@@ -14,6 +14,7 @@ from fleet.logs import (
     LogFilter,
     LogLine,
     check_lines,
+    dyno_follow_argv,
     dyno_journal_argv,
     merge,
     parse_record,
@@ -186,4 +187,5 @@ def test_journal_queries_name_the_apps_units_or_its_router_backend() -> None:
     assert dyno_journal_argv("shop", "web", lines=0, follow=True, after_cursor="s=1") == (
         *base, "--follow", "--after-cursor=s=1", "--unit=fleet.shop.web.*"
     )  # fmt: skip
+    assert dyno_follow_argv("shop", after_cursor=None) == (*base, "--follow", "--lines=0", "FLEET_APP=shop", "+", "_PID=1")
     assert router_journal_argv("shop", lines=10) == (*base, "--lines=10", "SYSLOG_IDENTIFIER=haproxy", "--grep= app=app-shop$")
