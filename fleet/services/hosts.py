@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from fleet.context import Fleet
 from fleet.dyno.backoff import DynoFact
 from fleet.dyno.units import (
+    STOP_TIMEOUT,
     UNIT_DIR,
     UnitState,
     dyno_state,
@@ -122,9 +123,15 @@ def by_host(dynos: Iterable[DynoRecord]) -> dict[str, list[DynoRecord]]:
     return out
 
 
+#: How long stopping units may take: a unit's stop ends within STOP_TIMEOUT (SIGTERM, then SIGKILL); a command that takes
+#: much longer is stuck (seen once: a fence right after a partition healed, 90 s without an answer), and the caller's
+#: next attempt (the manager's next pass) goes over a fresh connection (the executor drops one that timed out).
+STOP_COMMAND_TIMEOUT = STOP_TIMEOUT + 15
+
+
 def stop_units(fleet: Fleet, node: Node, units: list[str]) -> None:
     """Stop (SIGTERM, then SIGKILL after 30 s), disable and delete dyno units on one host."""
-    fleet.executor.run(node, ("systemctl", "disable", "--now", *units), timeout=90, check=False)
+    fleet.executor.run(node, ("systemctl", "disable", "--now", *units), timeout=STOP_COMMAND_TIMEOUT, check=False)
     fleet.executor.run(node, ("rm", "-f", *[f"{UNIT_DIR}/{u}" for u in units]))
     fleet.executor.run(node, ("systemctl", "daemon-reload"))
     fleet.executor.run(node, ("systemctl", "reset-failed", *units), check=False)

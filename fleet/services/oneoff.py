@@ -18,7 +18,9 @@ from fleet.dyno.units import (
     limit_properties,
 )
 from fleet.errors import FleetError, UsageError
+from fleet.logs import clean
 from fleet.model import Inventory, Node, Release, new_dyno_id
+from fleet.services import logs
 from fleet.services.hosts import host_memory, usable_hosts
 from fleet.services.shipping import prepare_hosts
 
@@ -34,11 +36,12 @@ def current_or_fail(fleet: Fleet, app: str) -> Release:
     return release
 
 
-def _one_off(fleet: Fleet, release: Release) -> DynoSpec:
+def _one_off(fleet: Fleet, release: Release, kind: str = "run") -> DynoSpec:
+    """A one-off dyno: run.N (`fleet run`) or release.N (the release phase), as Heroku names them."""
     index = int.from_bytes(os.urandom(2), "big") % 9000 + 1000
     uid = fleet.store.app_uid(release.app)
     slug = release.slug_sha256 or ""
-    return DynoSpec(release.app, "run", index, release.version, slug, None, DEFAULT_SIZE, new_dyno_id(), uid,
+    return DynoSpec(release.app, kind, index, release.version, slug, None, DEFAULT_SIZE, new_dyno_id(), uid,
                      fleet.settings.dyno_network, release.stack)  # fmt: skip
 
 
@@ -56,7 +59,8 @@ def systemd_run_argv(spec: DynoSpec, command: str, mode: str, max_seconds: float
     """A one-off dyno as a transient unit: never restarted, removed when it exits, stopped after ``max_seconds``."""
     argv = ["systemd-run", f"--unit={spec.unit}", "--collect", "--quiet", "--service-type=exec",
             *[f"--property={key}={value}" for key, value in limit_properties(spec)],
-            f"--property=RuntimeMaxSec={max_seconds:g}", "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=30"]  # fmt: skip
+            f"--property=RuntimeMaxSec={max_seconds:g}", "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=30",
+            "--property=LogRateLimitIntervalSec=0", f"--property=LogExtraFields=FLEET_APP={spec.app}"]  # fmt: skip
     if mode == "pty":
         argv += ["--pty", "--wait"]
     elif mode == "pipe":
@@ -69,12 +73,15 @@ def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
     inv = fleet.inventory()
     host = _run_host(fleet, inv)
     prepare_hosts(fleet, [host], release, on_line)
-    spec = _one_off(fleet, release)
-    argv = systemd_run_argv(spec, release.types["release"], "pipe", fleet.settings.run_max_seconds)
+    spec = _one_off(fleet, release, "release")
+    command = release.types["release"]
+    argv = systemd_run_argv(spec, command, "pipe", fleet.settings.run_max_seconds)
+    logs.say(fleet, release.app, spec.name, f"Starting process with command `{command}`")
     res = fleet.executor.run(host, argv, timeout=3600, check=False)
     for line in (res.stdout + res.stderr).splitlines():
         on_line(f"       {line}")
-    return res.code
+        fleet.store.log(release.app, "app", spec.name, clean(line))  # the app's stream has it too: app[release.N]
+    return res.code  # how it exited: systemd's line about its unit says it (fleet[release.N])
 
 
 def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Output) -> int:
@@ -86,6 +93,7 @@ def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Out
     host = _run_host(fleet, inv)
     prepare_hosts(fleet, [host], release, lambda line: None)
     spec = _one_off(fleet, release)
+    logs.api(fleet, app, f"Starting process with command `{cmd}` ({spec.name})")
     if detached:
         fleet.executor.run(host, systemd_run_argv(spec, cmd, "detached", fleet.settings.run_max_seconds))
         on_line(f"Running `{cmd}` detached on {app}... up, {spec.name} on {host.name}; its output goes to the logs")

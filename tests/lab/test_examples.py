@@ -62,6 +62,11 @@ def test_an_example_pushed_unchanged_answers_through_the_router(lab: Path, tmp_p
         assert "-----> $ python manage.py collectstatic --noinput" in out
         assert "-----> Running release command: python manage.py migrate --noinput" in out
         assert "Applying hello.0001_initial... OK" in out
+        # the release phase is in the app's stream too, as release.N
+        stream = run_fleet(lab, "logs", "-a", app, "--dyno", "release", "-n", "1500").stdout
+        assert re.search(r"fleet\[release\.\d+\]: Starting process with command `python manage\.py migrate --noinput`", stream), stream
+        assert re.search(r"app\[release\.\d+\]:   Applying hello\.0001_initial\.\.\. OK", stream), stream
+        assert re.search(r"fleet\[release\.\d+\]: Process exited with status 0", stream), stream
         assert "Hello from Django on web.1" in body
         css = re.search(r'href="(/static/hello/site\.[0-9a-f]{12}\.css)"', body)
         assert css, body  # the manifest's hashed name (a missing manifest entry would be a 500)

@@ -65,7 +65,8 @@ def test_sizes_set_memory_cpu_tasks_and_disk() -> None:
 
 def test_one_off_dyno_has_the_limits_and_a_lifetime() -> None:
     argv = systemd_run_argv(spec("run", "standard-1x", None), "bash", "pipe", 3600)
-    for prop in ("MemoryMax=512M", "TasksMax=256", "CPUWeight=100", "RuntimeMaxSec=3600"):
+    for prop in ("MemoryMax=512M", "TasksMax=256", "CPUWeight=100", "RuntimeMaxSec=3600", "LogExtraFields=FLEET_APP=shop",
+                 "LogRateLimitIntervalSec=0"):  # fmt: skip
         assert f"--property={prop}" in argv
     assert "--console=pipe" in argv
     assert argv[-3:] == ("/run/fleet/release/start", "--command", "bash")
