@@ -582,12 +582,22 @@ class Store:
     # -- the app's log lines written on the control machine ---------------------------------------------------------
     def log(self, app: str, source: str, dyno: str, message: str) -> None:
         """One line of the app's stream (app[api], fleet[web.1]); an app that no longer exists gets none."""
+        self.log_lines(app, source, dyno, [message])
+
+    def log_lines(self, app: str, source: str, dyno: str, messages: list[str]) -> None:
+        """Lines of the app's stream from one dyno, in one transaction (a release phase's output)."""
+        if not messages:
+            return
         with self.transaction() as db:
             if not db.execute("SELECT 1 FROM apps WHERE name = ?", (app,)).fetchone():
                 return
-            cur = db.execute("INSERT INTO app_log (app, at, source, dyno, message) VALUES (?, ?, ?, ?, ?)",
-                             (app, time.time_ns() // 1000, source, dyno, message))  # fmt: skip
-            if cur.lastrowid is not None and cur.lastrowid % 100 == 0:
+            at = time.time_ns() // 1000
+            last = 0
+            for message in messages:
+                cur = db.execute("INSERT INTO app_log (app, at, source, dyno, message) VALUES (?, ?, ?, ?, ?)",
+                                 (app, at, source, dyno, message))  # fmt: skip
+                last = cur.lastrowid or last
+            if last // 100 > (last - len(messages)) // 100:  # every 100 lines: the oldest past APP_LOG_KEPT go
                 db.execute("DELETE FROM app_log WHERE app = ? AND id <= (SELECT id FROM app_log WHERE app = ? ORDER BY id DESC"
                            " LIMIT 1 OFFSET ?)", (app, app, APP_LOG_KEPT))  # fmt: skip
 

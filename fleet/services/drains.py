@@ -129,9 +129,7 @@ class Sender:
         with self.lock:
             if len(self.queue) >= self.buffer_lines:
                 self.queue.popleft()
-                if not self.dropped:
-                    self.dropped_since = datetime.now(UTC).isoformat(timespec="seconds")
-                self.dropped += 1
+                self._count_dropped(1)
             self.queue.append(line)
             self.lock.notify()
 
@@ -147,12 +145,14 @@ class Sender:
         with self.lock:
             room = self.buffer_lines - len(self.queue)
             keep = lines[-room:] if room > 0 else []
-            lost = len(lines) - len(keep)
-            if lost:
-                if not self.dropped:
-                    self.dropped_since = datetime.now(UTC).isoformat(timespec="seconds")
-                self.dropped += lost
+            self._count_dropped(len(lines) - len(keep))
             self.queue.extendleft(reversed(keep))
+
+    def _count_dropped(self, n: int) -> None:
+        """Lines the buffer had no room for (the lock held): counted, and when the dropping began."""
+        if n and not self.dropped:
+            self.dropped_since = datetime.now(UTC).isoformat(timespec="seconds")
+        self.dropped += n
 
     def delivered_some(self, n: int) -> None:
         self.delivered += n
@@ -163,8 +163,7 @@ class Sender:
             self.on_overflow(overflow_line(time.time_ns() // 1000, dropped, since))
 
     def context(self) -> ssl.SSLContext:
-        ctx = ssl.create_default_context(cafile=self.ca_file) if self.ca_file else ssl.create_default_context()
-        return ctx
+        return ssl.create_default_context(cafile=self.ca_file)  # None: the system's CAs only
 
     def run(self) -> None:
         wait = BACKOFF_FIRST
@@ -209,8 +208,7 @@ class Sender:
 
     def run_https(self) -> None:
         """Batches POSTed on one keep-alive connection, as Logplex's HTTPS drains do."""
-        cls = http.client.HTTPSConnection
-        conn = cls(self.target.host, self.target.port, timeout=CONNECT_TIMEOUT, context=self.context())
+        conn = http.client.HTTPSConnection(self.target.host, self.target.port, timeout=CONNECT_TIMEOUT, context=self.context())
         frame = 0
         try:
             while not self.stop.is_set():
@@ -253,7 +251,6 @@ def _closed_by_peer(sock: socket.socket) -> bool:
 class AppForward:
     """One app's stream followed, handed to each of its drains' senders."""
 
-    query: logs.Query
     senders: dict[str, Sender]
     stop: threading.Event = field(default_factory=threading.Event)
 
@@ -314,7 +311,7 @@ def _forward(fleet: Fleet, stop: threading.Event, end: float | None, on_line: Ou
                 if forward is None:  # a Fleet of its own: its store is used by the follower's thread only
                     query = logs.Query(Fleet(fleet.settings, fleet.executor, fleet.source), app, LogFilter(), 1)
                     start = logs.history(query)  # from now on: a new drain gets new lines, as on Heroku
-                    forward = apps[app] = AppForward(query, {})
+                    forward = apps[app] = AppForward({})
                     t = threading.Thread(
                         target=logs.follow, args=(query, start, forward.hand, forward.stop, on_line), daemon=True
                     )

@@ -123,7 +123,7 @@ def history(query: Query) -> History:
     missing: dict[str, str] = {}
     sources = query.sources()
 
-    def read(key: str, node: Node, make: Callable[..., tuple[str, ...]]) -> tuple[str | None, list[LogLine]]:
+    def read(node: Node, make: Callable[..., tuple[str, ...]]) -> tuple[str | None, list[LogLine]]:
         res = query.fleet.executor.run(node, make(lines=query.lines), timeout=QUERY_TIMEOUT, check=False)
         if res.code not in (0, 1):  # 1: journalctl --grep found nothing
             raise FleetError(f"journalctl failed (exit {res.code}): {res.stderr.strip()[:200]}")
@@ -138,7 +138,7 @@ def history(query: Query) -> History:
     for key, node, make in sources:
         by_node.setdefault(node.name, []).append((key, node, make))
     nodes = {node.name: node for _, node, _ in sources}
-    result = fan_out(nodes.values(), lambda node: [(key, read(key, n, make)) for key, n, make in by_node[node.name]],
+    result = fan_out(nodes.values(), lambda node: [(key, read(n, make)) for key, n, make in by_node[node.name]],
                      deadline=QUERY_TIMEOUT + 5)  # fmt: skip
     for per_node in result.ok.values():
         for key, (cursor, lines) in per_node:
@@ -166,15 +166,15 @@ def follow(query: Query, start: History, on_line: Callable[[LogLine], None], sto
         cursor = start.cursors.get(key)
         said = False
         stopping: set[str] = set()
+
+        def handle(raw: str) -> None:
+            nonlocal cursor
+            c, kept = query.keep(raw, stopping)
+            cursor = c or cursor
+            if kept:
+                emit(kept)
+
         while not stop.is_set():
-
-            def handle(raw: str) -> None:
-                nonlocal cursor
-                c, kept = query.keep(raw, stopping)
-                cursor = c or cursor
-                if kept:
-                    emit(kept)
-
             try:
                 query.fleet.executor.stream(node, make(lines=0, follow=True, after_cursor=cursor), handle, stop=stop)
                 said = False

@@ -78,9 +78,10 @@ def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
     argv = systemd_run_argv(spec, command, "pipe", fleet.settings.run_max_seconds)
     logs.say(fleet, release.app, spec.name, f"Starting process with command `{command}`")
     res = fleet.executor.run(host, argv, timeout=3600, check=False)
-    for line in (res.stdout + res.stderr).splitlines():
+    output = (res.stdout + res.stderr).splitlines()
+    for line in output:
         on_line(f"       {line}")
-        fleet.store.log(release.app, "app", spec.name, clean(line))  # the app's stream has it too: app[release.N]
+    fleet.store.log_lines(release.app, "app", spec.name, [clean(line) for line in output])  # the stream: app[release.N]
     return res.code  # how it exited: systemd's line about its unit says it (fleet[release.N])
 
 

@@ -173,3 +173,12 @@ def test_tail_goes_on_from_each_journals_last_line_and_asks_a_silent_host_again(
     node1 = [c.argv for c in fleet.executor.calls if c.host == "node1"]  # type: ignore[attr-defined]
     # from the last line shown; by the field every dyno of the app logs with (new units too), and systemd's lines
     assert node1[0][-5:] == ("--follow", f"--after-cursor=c{now}", "FLEET_APP=shop", "+", "_PID=1")
+
+
+def test_a_batch_of_lines_is_written_in_order_and_kept_bounded_too(fleet: Fleet) -> None:
+    fleet.store.log_lines("shop", "app", "release.1234", [f"out {i}" for i in range(APP_LOG_KEPT + 150)])
+    kept = fleet.store.app_log("shop", APP_LOG_KEPT * 2)
+    assert len(kept) == APP_LOG_KEPT
+    assert [row[4] for row in kept[:2]] == ["out 150", "out 151"] and kept[-1][4] == f"out {APP_LOG_KEPT + 149}"
+    fleet.store.log_lines("nope", "app", "api", ["an app that does not exist gets no line"])
+    assert fleet.store.app_log("nope", 10) == []
