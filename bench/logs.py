@@ -2,9 +2,11 @@
 """Benchmark: the app's log stream (issue 13).
 
 On a 3-host lab of its own:
- (a) router lines at the router's saturation (wrk through the router, examples/node, web=2): requests served and
-     router lines that reached the router host's journal (goal: every one), HAProxy's DroppedLogs, and CPU per
-     request (HAProxy plus journald on the router host) with logging on and with it off;
+ (a) router lines at the router's saturation (wrk through the router, examples/node, web=2), for fleet's transport
+     (HAProxy -> /dev/log -> the host's journald) and the others it was chosen over (rsyslog over UDP, over a unix
+     socket, over TCP from an HAProxy ring; a ring nothing reads; no logging): requests served, router lines that
+     arrived (goal: every one), HAProxy's DroppedLogs, CPU per request of HAProxy and of the receiver; then fleet's
+     and the ring's under 3 reloads of HAProxy (as deploys do): lines lost;
  (b) dyno lines: two workers print at a fixed total rate for a few seconds while `fleet logs --tail` runs: lines
      delivered, lost, and the delay from print to `fleet logs` output (p50, p99), at 1,000 and 10,000 lines/s;
  (c) the same into a syslog drain served by a real syslog server (rsyslog from Debian's packages on node3): delivered,
@@ -48,7 +50,7 @@ while True:
     info += chunk
 fields = dict(line.split(": ", 1) for line in info.decode().splitlines() if ": " in line)
 tick = __import__("os").sysconf("SC_CLK_TCK")
-cpu = {"haproxy": 0.0, "systemd-journal": 0.0}
+cpu = {"haproxy": 0.0, "systemd-journal": 0.0, "rsyslogd": 0.0}
 for stat in glob.glob("/proc/[0-9]*/stat"):
     try:
         text = open(stat).read()
@@ -89,36 +91,103 @@ def probe(home: Path, router: str) -> dict[str, object]:
     return json.loads(ssh(home, router, "python3", "-", stdin=PROBE))  # type: ignore[no-any-return]
 
 
-def wrk(url: str, seconds: float, host: str) -> int:
+def wrk(url: str, seconds: float, host: str, strict: bool = True) -> int:
+    """Requests answered; ``strict``: no socket error either (a reload closes idle keep-alive connections: not strict)."""
     out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds:g}s", "-H", f"Host: {host}", url], capture_output=True, text=True,
                          timeout=seconds + 60).stdout  # fmt: skip
     m = re.search(r"(\d+) requests in", out)
-    if not m or "Non-2xx" in out or "Socket errors" in out:
+    if not m or "Non-2xx" in out or (strict and "Socket errors" in out):
         sys.exit(f"bench: wrk did not measure cleanly:\n{out}")
     return int(m.group(1))
 
 
-def router_run(home: Path, router: str, seconds: float) -> dict[str, float]:
-    """One saturation run with a path of its own: requests, router lines in the journal, dropped, CPU per request."""
+# The router's log transports compared at saturation. "fleet" is what fleet uses: HAProxy to the host's journald through
+# /dev/log. The others are put in the live haproxy.cfg for one run each, with a receiver of the bench's own: to rsyslog
+# over UDP on loopback and over a unix socket, each written to a file; into a ring in HAProxy's memory whose server
+# sends it to rsyslog over TCP (HAProxy writes the ring in batches); into a ring that nothing reads (HAProxy's own
+# cost); and no logging at all.
+TRANSPORTS = ("fleet", "udp-rsyslog", "unix-rsyslog", "ring-rsyslog", "ring-only", "off")
+LOG_LINE = "    log /dev/log local0"
+BENCH_RSYSLOG_CONF = """\
+module(load="imudp")
+input(type="imudp" address="127.0.0.1" port="10515")
+module(load="imtcp")
+input(type="imtcp" address="127.0.0.1" port="10516")
+module(load="imuxsock" SysSock.Use="off")
+input(type="imuxsock" Socket="/tmp/bench-router/log.sock")
+template(name="line" type="string" string="%timegenerated:::date-rfc3339% %msg%\\n")
+*.* action(type="omfile" file="/tmp/bench-router/router.log" template="line" asyncWriting="on" ioBufferSize="256k" flushInterval="1")
+"""
+RINGS = ("\nring bench-memory\n    format rfc5424\n    maxlen 4096\n    size 67108864\n"
+         "\nring bench-rsyslog\n    format rfc5424\n    maxlen 4096\n    size 67108864\n    timeout connect 5s\n    timeout server 10s\n"
+         "    server rsyslog 127.0.0.1:10516\n")  # fmt: skip
+LOG_TARGET = {"udp-rsyslog": "127.0.0.1:10515", "unix-rsyslog": "/tmp/bench-router/log.sock", "ring-rsyslog": "ring@bench-rsyslog",
+              "ring-only": "ring@bench-memory"}  # fmt: skip
+
+
+def install_rsyslog(home: Path, host: str) -> None:
+    """rsyslog from Debian's packages (through the lab's apt cache the first time), its own service left off."""
+    ssh(home, host, "sh", "-c", "command -v rsyslogd >/dev/null || { DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
+        "--no-install-recommends rsyslog socat >/dev/null && systemctl disable --now rsyslog syslog.socket >/dev/null 2>&1; true; }")  # fmt: skip
+
+
+def count_router_lines(home: Path, router: str, transport: str, since: int, path: str) -> int:
+    match = f"grep -c -F 'path=\"{path}\"'"
+    if transport == "fleet":
+        cmd = f"journalctl --since=@{since} -o cat SYSLOG_IDENTIFIER=haproxy --no-pager | {match}"
+    elif transport == "ring-only":
+        cmd = f"echo 'show events bench-memory' | socat - UNIX-CONNECT:/run/haproxy/admin.sock | {match}"
+    elif transport == "off":
+        return 0
+    else:
+        cmd = f"{match} /tmp/bench-router/router.log"
+    return int(ssh(home, router, "sh", "-c", f"{cmd} || true").strip())
+
+
+def router_run(home: Path, router: str, seconds: float, transport: str, reloads: int = 0) -> dict[str, float]:
+    """One saturation run with a path of its own: requests, router lines that arrived, dropped, CPU per request;
+    with ``reloads``, HAProxy is reloaded that many times during it (as every deploy does)."""
     path = f"/bench-{uuid.uuid4().hex[:12]}"
     before = probe(home, router)
     t0 = int(time.time()) - 1
-    requests = wrk(f"http://{router}{path}", seconds, f"{APP}.fleet.test")
-    time.sleep(2)  # the journal writes what it received
+
+    def reload() -> None:
+        for _ in range(reloads):
+            time.sleep(seconds / (reloads + 1))
+            ssh(home, router, "systemctl", "reload", "haproxy")
+
+    reloader = threading.Thread(target=reload)
+    reloader.start()
+    requests = wrk(f"http://{router}{path}", seconds, f"{APP}.fleet.test", strict=not reloads)
+    reloader.join()
+    time.sleep(3)  # the receiver writes what it received
     after = probe(home, router)
-    lines = int(ssh(home, router, "sh", "-c", f"journalctl --since=@{t0} -o cat SYSLOG_IDENTIFIER=haproxy --no-pager | grep -c -F 'path=\"{path}\"' || true").strip())
+    lines = count_router_lines(home, router, transport, t0, path)
     served = int(after["cum_req"]) - int(before["cum_req"])  # type: ignore[call-overload]
-    cpu = {k: after["cpu"][k] - before["cpu"][k] for k in ("haproxy", "systemd-journal")}  # type: ignore[index]
+    if reloads:  # a reloaded HAProxy's counters start again: wrk's count
+        served = requests
+    cpu = {k: after["cpu"][k] - before["cpu"][k] for k in ("haproxy", "systemd-journal", "rsyslogd")}  # type: ignore[index]
     return {"requests": requests, "served": served, "lines": lines, "dropped": int(after["dropped_logs"]) - int(before["dropped_logs"]),  # type: ignore[call-overload]
-            "haproxy_us": cpu["haproxy"] / served * 1e6, "journald_us": cpu["systemd-journal"] / served * 1e6}  # fmt: skip
+            "haproxy_us": cpu["haproxy"] / served * 1e6, "receiver_us": (cpu["systemd-journal"] + cpu["rsyslogd"]) / served * 1e6}  # fmt: skip
 
 
-def set_router_logging(home: Path, router: str, on: bool) -> None:
-    """Logging off: the defaults' `log global` becomes `no log` in the live config (router.sync puts it back)."""
-    if on:
-        fleet(home, "router.sync")
+def set_router_transport(home: Path, router: str, transport: str) -> None:
+    """Point the live haproxy.cfg's `log` at one transport (router.sync puts fleet's back)."""
+    fleet(home, "router.sync")
+    ssh(home, router, "sh", "-c", "if [ -e /tmp/bench-router/pid ]; then kill $(cat /tmp/bench-router/pid); "
+        "while [ -e /tmp/bench-router/pid ]; do sleep 0.1; done; fi")  # fmt: skip
+    if transport == "fleet":
         return
-    ssh(home, router, "sh", "-c", "sed -i 's/^    log global$/    no log/' /etc/haproxy/haproxy.cfg && haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy")
+    if transport == "off":
+        edit = "sed -i 's/^    log global$/    no log/' /etc/haproxy/haproxy.cfg"
+    else:
+        install_rsyslog(home, router)
+        ssh(home, router, "sh", "-c", f"mkdir -p /tmp/bench-router && rm -f /tmp/bench-router/router.log && "
+            f"cat > /tmp/bench-router/rsyslog.conf <<'EOF'\n{BENCH_RSYSLOG_CONF}EOF\n"
+            "umask 000 && rsyslogd -f /tmp/bench-router/rsyslog.conf -i /tmp/bench-router/pid")  # fmt: skip
+        edit = (f"sed -i 's|^{LOG_LINE}$|    log {LOG_TARGET[transport]} local0|' /etc/haproxy/haproxy.cfg && "
+                f"printf '{RINGS}' >> /etc/haproxy/haproxy.cfg")  # fmt: skip
+    ssh(home, router, "sh", "-c", f"{edit} && haproxy -c -q -f /etc/haproxy/haproxy.cfg && systemctl reload haproxy")
     time.sleep(2)
 
 
@@ -142,13 +211,18 @@ def tail_run(home: Path, rate: int, seconds: float) -> dict[str, float]:
             arrived = time.time_ns()
             name, n, *rest = parts[1].split()
             if n == "done":
+                if not seen.get(name):  # the previous run's last line, shown as history (-n 1): not this run's end
+                    continue
                 done.add(name)
                 if len(done) == 2:
                     return
                 continue
+            if int(rest[0]) < started:  # an earlier run's line, shown as history
+                continue
             seen.setdefault(name, set()).add(int(n))
             delays.append((arrived - int(rest[0])) / 1e6)
 
+    started = time.time_ns()
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     time.sleep(2)  # the tail's streams open
@@ -158,7 +232,6 @@ def tail_run(home: Path, rate: int, seconds: float) -> dict[str, float]:
     tail.wait(timeout=10)
     delivered = sum(len(v) for v in seen.values())
     delays.sort()
-
     def pct(p: float) -> float:
         return delays[min(len(delays) - 1, int(len(delays) * p))] if delays else float("nan")
 
@@ -246,10 +319,16 @@ def main() -> None:
             fleet(home, "deploy", "-a", APP, str(ROOT / "examples" / "node"))
             fleet(home, "ps.scale", "-a", APP, "web=2")
             wrk(f"http://{router}/warm", 2, f"{APP}.fleet.test")
-            logged = router_run(home, router, args.seconds)
-            set_router_logging(home, router, False)
-            quiet = router_run(home, router, args.seconds)
-            set_router_logging(home, router, True)
+            runs: dict[str, list[dict[str, float]]] = {t: [] for t in TRANSPORTS}
+            for _ in range(2):  # each transport twice, interleaved: the machine is shared and noisy
+                for transport in TRANSPORTS:
+                    set_router_transport(home, router, transport)
+                    runs[transport].append(router_run(home, router, args.seconds, transport))
+            reloaded = {}
+            for transport in ("fleet", "ring-rsyslog"):  # lines of requests in flight when HAProxy reloads
+                set_router_transport(home, router, transport)
+                reloaded[transport] = router_run(home, router, args.seconds, transport, reloads=3)
+            set_router_transport(home, router, "fleet")
             fleet(home, "ps.scale", "-a", APP, "web=0")
 
             src = Path(tmp) / "printer"
@@ -279,13 +358,18 @@ def main() -> None:
         finally:
             fleet(home, "lab.down")
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab: 3 nspawn hosts, router {router}")
-    for name, r in (("logging on ", logged), ("logging off", quiet)):
-        print(f"(a) router at saturation, {name}: {r['served']:.0f} requests served, {r['lines']:.0f} router lines in the journal "
-              f"({r['lines'] / r['served']:.3f} of requests), DroppedLogs +{r['dropped']:.0f}; CPU per request: HAProxy "
-              f"{r['haproxy_us']:.1f} us, journald {r['journald_us']:.1f} us")  # fmt: skip
-    print(f"(a) cost of router logging per request: {logged['haproxy_us'] + logged['journald_us'] - quiet['haproxy_us'] - quiet['journald_us']:.1f} us CPU "
-          f"(HAProxy {logged['haproxy_us'] - quiet['haproxy_us']:+.1f}, journald {logged['journald_us'] - quiet['journald_us']:+.1f}); "
-          f"requests/s logged / unlogged: {logged['served'] / quiet['served']:.2f}")  # fmt: skip
+    off = runs["off"]
+    off_us = sum(r["haproxy_us"] for r in off) / len(off)
+    for transport, rs in runs.items():
+        served, lines = sum(r["served"] for r in rs), sum(r["lines"] for r in rs)
+        haproxy_us, receiver_us = (sum(r[k] for r in rs) / len(rs) for k in ("haproxy_us", "receiver_us"))
+        kept = f"{lines:.0f} lines arrived ({lines / served:.3f})" if transport != "off" else "no lines"
+        print(f"(a) router at saturation, {transport:<11}: {served:.0f} requests served in 2 runs, {kept}, DroppedLogs "
+              f"+{sum(r['dropped'] for r in rs):.0f}; CPU per request: HAProxy {haproxy_us:.1f} us, receiver {receiver_us:.1f} us; "
+              f"logging's cost {haproxy_us + receiver_us - off_us:+.1f} us; requests/s vs off {served / sum(r['served'] for r in off):.2f}")  # fmt: skip
+    for transport, r in reloaded.items():
+        print(f"(a) router at saturation reloaded 3 times, {transport:<12}: {r['served']:.0f} requests answered (wrk), "
+              f"{r['lines']:.0f} lines arrived, {r['served'] - r['lines']:.0f} lost")  # fmt: skip
     for t in tails:
         print(f"(b) {t['rate']:.0f} lines/s from 2 workers for {args.seconds:g} s through `fleet logs --tail`: {t['delivered']:.0f} of {t['sent']:.0f} "
               f"delivered, {t['lost']:.0f} lost; delay print -> output p50 {t['p50_ms']:.0f} ms, p99 {t['p99_ms']:.0f} ms, max {t['max_ms']:.0f} ms")  # fmt: skip
