@@ -667,7 +667,7 @@ def ps_restart(c: Context, app: str, which: str | None = None) -> None:
     fleet = Fleet.open()
     try:
         fleet.store.app(app)  # an unknown app is an error, not "nothing to restart"
-        dynos.restart(fleet, app, which, _out)
+        dynos.restart(fleet, app, which or None, _out)
     finally:
         fleet.close()
 
@@ -684,7 +684,7 @@ def ps_stop(c: Context, app: str, which: str | None = None) -> None:
     fleet = Fleet.open()
     try:
         fleet.store.app(app)  # an unknown app is an error, not "nothing to stop"
-        dynos.stop(fleet, app, which, _out)
+        dynos.stop(fleet, app, which or None, _out)
     finally:
         fleet.close()
 
@@ -1266,6 +1266,6 @@ ps_ns.default = "ps"
 
 
 def main() -> None:
-    from fleet.program import program
+    from fleet.program import main as program_main
 
-    program.run(sys.argv)
+    program_main()
