@@ -157,7 +157,7 @@ def prepare(argv: list[str], cwd: str | None = None) -> tuple[list[str], str]:
     found = app_from_git(cwd)
     if found is None:
         raise UsageError(
-            f"{done.command.name} needs an app: -a APP (or run it in a git repository with a `fleet` remote); "
+            f"{shown_name(done.command.name)} needs an app: -a APP (or run it in a git repository with a `fleet` remote); "
             f"usage: {usage_line(done.command.name)}"
         )
     note = f"fleet: using app {found.app!r} from git remote {found.remote!r}"
