@@ -144,7 +144,7 @@ def split_tokens(cmd: Command, tokens: list[str]) -> Split:
             break
         if is_run and words:  # a command's own flags belong to it
             words.append(tok)
-        elif tok in HELP_FLAGS and tok not in cmd.flags:
+        elif tok in HELP_FLAGS:  # help, even where invoke gave the task -h (stacks: --hosts)
             return Split(flags, words, rest, help=True)
         elif tok.startswith("-") and len(tok) > 1 and not _is_number(tok):
             flag = cmd.flag_of(tok)

@@ -148,6 +148,7 @@ def task_help(name: str, doc: str, options: Sequence[tuple[str, str]]) -> str:
 
 def _metavar(spec: str) -> str:
     """invoke's "-a STRING, --app=STRING" -> "-a APP, --app=APP"."""
+    spec = spec.removeprefix("-h, ")  # -h is help after any command (stacks' --hosts keeps its long name)
     longs = re.findall(r"--([\w-]+)\[?=", spec)
     name = (longs[0] if longs else "value").upper().replace("-", "_")
     return re.sub(r"\b(STRING|INT|FLOAT)\b", name, spec)

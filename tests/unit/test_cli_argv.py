@@ -38,10 +38,12 @@ def test_rewrite(args: tuple[str, ...], expected: list[str]) -> None:
     assert rw(*args) == ["fleet", *expected]
 
 
-@pytest.mark.parametrize("args", [("logs", "--help"), ("logs", "-a", "x", "-h"), ("config:set", "-a", "x", "K=V", "--help")])
+@pytest.mark.parametrize(
+    "args", [("logs", "--help"), ("logs", "-a", "x", "-h"), ("config:set", "-a", "x", "K=V", "--help"), ("stacks", "-h")]
+)
 def test_help_anywhere_after_the_command_is_its_help(args: tuple[str, ...]) -> None:
     assert rw(*args)[1] == "--help"
-    assert rw(*args)[2] in ("logs", "config.set")
+    assert rw(*args)[2] in ("logs", "config.set", "stacks")
 
 
 def test_unknown_command_suggests_the_nearest_and_is_a_usage_error() -> None:
