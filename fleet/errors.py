@@ -1,17 +1,17 @@
 """One error tree for fleet.
 
-    FleetError                      anything fleet reports to the operator
+    FleetError                      anything fleet reports to the operator                 exit 1
     ├── ConfigError                 bad inventory/settings; carries file and key path
-    ├── UsageError                  bad arguments on the command line
-    ├── PrerequisiteError           something to install or do first (not root, ...)
+    ├── UsageError                  bad arguments on the command line                      exit 2
+    ├── PrerequisiteError           something to install or do first (not root, ...)       exit 3
     ├── RemoteError                 anything that went wrong on a host
     │   ├── HostUnreachable         connect failed or timed out
     │   ├── HostKeyUnknown          host never enrolled: no pinned key
     │   ├── HostKeyMismatch         pinned key differs from the one offered
     │   ├── RemoteCommandError      command ran and exited non-zero
     │   └── RemoteTimeout           command did not finish in time
-    ├── PartialFailure              a fan-out where some hosts failed (per-host results)
-    ├── LockHeld                    another operator holds the fleet lock
+    ├── PartialFailure              a fan-out where some hosts failed (per-host results)   exit 5
+    ├── LockHeld                    another operator holds the fleet lock                   exit 4
     ├── ReleaseFailed               a release could not be deployed (no slug, its dynos crashed, release phase)
     └── HealthcheckTimeout          something did not become healthy in time
 
@@ -81,6 +81,8 @@ class RemoteCommandError(RemoteError):
 
 
 class PartialFailure(FleetError):
+    exit_code = 5
+
     def __init__(self, what: str, results: Mapping[str, Any], failed: Mapping[str, BaseException]) -> None:
         self.results = dict(results)
         self.failed = dict(failed)

@@ -246,6 +246,16 @@ def current_actor() -> str:
     return user
 
 
+def unknown_app(name: str, known: list[str]) -> str:
+    """The message for an app that does not exist: the nearest existing name if one is close (a typo), else where to look."""
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    if close:
+        return f"no app named {name!r}; did you mean {close[0]!r}? (`fleet apps.list` shows the apps)"
+    return f"no app named {name!r}; `fleet apps.list` shows the apps, `fleet apps.create NAME` makes one"
+
+
 class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -338,7 +348,8 @@ class Store:
     def app(self, name: str) -> App:
         found = self.find_app(name)
         if found is None:
-            raise FleetError(f"no app named {name!r}; `fleet apps.list` shows the apps, `fleet apps.create NAME` makes one")
+            names = [r[0] for r in self.db.execute("SELECT name FROM apps ORDER BY name")]
+            raise FleetError(unknown_app(name, names))
         return found
 
     def apps(self) -> list[App]:

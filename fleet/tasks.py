@@ -22,6 +22,7 @@ from invoke.context import Context
 from invoke.exceptions import Exit
 from invoke.tasks import task
 
+from fleet.cli import present
 from fleet.context import Fleet
 from fleet.errors import FleetError, UsageError, exit_code_for
 from fleet.exec.recording import RecordingExecutor
@@ -35,6 +36,19 @@ log = logging.getLogger("fleet")
 
 def _out(text: str = "") -> None:
     print(text, flush=True)
+
+
+def _err(text: str = "") -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _progress(json_: bool) -> Callable[[str], None]:
+    """Where a command's progress lines go: stdout, or stderr when stdout is its JSON."""
+    return _err if json_ else _out
+
+
+def _json(value: Any) -> None:
+    _out(json.dumps(value, indent=2))
 
 
 def _fail(err: BaseException) -> Exit:
@@ -342,10 +356,11 @@ def audit(c: Context, limit: int = 20, json_: bool = False) -> None:
 @task(
     positional=["name"],
     help={"name": "the app's name", "buildpack": "a buildpack name, directory, or git repository",
-          "stack": "the stack its builds and dynos run on (default fleet-12; `fleet stacks` lists them)"},
+          "stack": "the stack its builds and dynos run on (default fleet-12; `fleet stacks` lists them)",
+          "json": "print the app as JSON (apps.info --json's fields, git_url among them)"},
 )  # fmt: skip
 @fleet_task(audit="apps.create")
-def create(c: Context, name: str, buildpack: str = "", stack: str = "") -> None:
+def create(c: Context, name: str, buildpack: str = "", stack: str = "", json_: bool = False) -> None:
     """Create an app and the git repository to push it to."""
     from fleet.services import apps
     from fleet.stack import DEFAULT_STACK
@@ -355,6 +370,9 @@ def create(c: Context, name: str, buildpack: str = "", stack: str = "") -> None:
         info = apps.create(fleet, name, buildpack, stack or DEFAULT_STACK)
     finally:
         fleet.close()
+    if json_:
+        _json(present.app_created(info))
+        return
     _out(f"Creating {name}... done")
     _out(f"git remote: {info.git_url}")
     _out(f"  git remote add fleet {info.git_url} && git push fleet main")
@@ -522,17 +540,20 @@ def releases_info(c: Context, app: str, version: str, json_: bool = False) -> No
         _out(f"{k + ':':15} {v}")
 
 
-@task(positional=["version"], help={"app": "the app", "version": "the release to roll back to (default: the one before)"})
+@task(positional=["version"], help={"app": "the app", "version": "the release to roll back to (default: the one before)",
+                                   "json": "print the new release as JSON (progress goes to stderr)"})  # fmt: skip
 @fleet_task(audit="rollback")
-def rollback(c: Context, app: str, version: str | None = None) -> str:
+def rollback(c: Context, app: str, version: str | None = None, json_: bool = False) -> str:
     """A new release with an earlier release's slug and config."""
     from fleet.services import releases
 
     fleet = Fleet.open()
     try:
-        r = releases.rollback(fleet, app, _version(version) if version else None, _out)
+        r = releases.rollback(fleet, app, _version(version) if version else None, _progress(json_))
     finally:
         fleet.close()
+    if json_:
+        _json(present.release_made(app, r))
     return f"v{r.version}"
 
 
@@ -579,31 +600,38 @@ def config_get(c: Context, app: str, key: str) -> None:
     sys.stdout.write(config[key] + "\n")
 
 
-@task(name="set", iterable=["pair"], help={"app": "the app", "pair": "KEY=VALUE (fleet config.set -a APP K=V K2=V2)"})
+JSON_RELEASE = "print the new release as JSON (progress goes to stderr)"
+
+
+@task(name="set", iterable=["pair"], help={"app": "the app", "pair": "KEY=VALUE (fleet config.set -a APP K=V K2=V2)", "json": JSON_RELEASE})
 @fleet_task(audit="config.set", mask=mask_pairs, secrets=pair_secrets)
-def config_set(c: Context, app: str, pair: list[str] | None = None) -> str:
+def config_set(c: Context, app: str, pair: list[str] | None = None, json_: bool = False) -> str:
     """Set config vars: one new release, then a rolling restart."""
     from fleet.services import releases
 
     fleet = Fleet.open()
     try:
-        r = releases.set_config(fleet, app, pair or [], _out)
+        r = releases.set_config(fleet, app, pair or [], _progress(json_))
     finally:
         fleet.close()
+    if json_:
+        _json(present.release_made(app, r, {p.partition("=")[0] for p in pair or []}))
     return f"v{r.version}"
 
 
-@task(name="unset", iterable=["key"], help={"app": "the app", "key": "KEY (fleet config.unset -a APP K K2)"})
+@task(name="unset", iterable=["key"], help={"app": "the app", "key": "KEY (fleet config.unset -a APP K K2)", "json": JSON_RELEASE})
 @fleet_task(audit="config.unset")
-def config_unset(c: Context, app: str, key: list[str] | None = None) -> str:
+def config_unset(c: Context, app: str, key: list[str] | None = None, json_: bool = False) -> str:
     """Remove config vars: one new release, then a rolling restart."""
     from fleet.services import releases
 
     fleet = Fleet.open()
     try:
-        r = releases.unset_config(fleet, app, key or [], _out)
+        r = releases.unset_config(fleet, app, key or [], _progress(json_))
     finally:
         fleet.close()
+    if json_:
+        _json(present.release_made(app, r, key or []))
     return f"v{r.version}"
 
 
@@ -635,10 +663,13 @@ def ps_list(c: Context, app: str, json_: bool = False) -> None:
 
 
 @task(
-    name="scale", iterable=["spec"], help={"app": "the app", "spec": "TYPE=COUNT[:SIZE] (fleet ps.scale -a APP web=2 worker=1)"}
-)
+    name="scale",
+    iterable=["spec"],
+    help={"app": "the app", "spec": "TYPE=COUNT[:SIZE] (fleet ps.scale -a APP web=2 worker=1)",
+          "json": "print the formation as JSON (progress goes to stderr)"},
+)  # fmt: skip
 @fleet_task(audit="ps.scale")
-def ps_scale(c: Context, app: str, spec: list[str] | None = None) -> None:
+def ps_scale(c: Context, app: str, spec: list[str] | None = None, json_: bool = False) -> None:
     """Scale process types; dynos are spread over the hosts, within their memory."""
     from fleet.model import validate_process_type
     from fleet.services import dynos
@@ -649,15 +680,22 @@ def ps_scale(c: Context, app: str, spec: list[str] | None = None) -> None:
             validate_process_type(name)
     fleet = Fleet.open()
     try:
-        formation = dynos.scale(fleet, app, spec or [], _out)
+        formation = dynos.scale(fleet, app, spec or [], _progress(json_))
     finally:
         fleet.close()
+    if json_:
+        _json(present.formation(app, formation))
+        return
     _out("Scaling dynos... done, now running " + ", ".join(f"{t} at {q}:{s}" for t, (q, s) in formation.items()))
 
 
-@task(name="restart", positional=["which"], help={"app": "the app", "which": "a process type (web) or dyno (web.1); default all"})
+JSON_DYNOS = "print the dynos it chose as JSON (progress goes to stderr)"
+
+
+@task(name="restart", positional=["which"],
+      help={"app": "the app", "which": "a process type (web) or dyno (web.1); default all", "json": JSON_DYNOS})  # fmt: skip
 @fleet_task(audit="ps.restart")
-def ps_restart(c: Context, app: str, which: str | None = None) -> None:
+def ps_restart(c: Context, app: str, which: str | None = None, json_: bool = False) -> None:
     """Restart dynos; web dynos one at a time."""
     from fleet.model import validate_dyno_selector
     from fleet.services import dynos
@@ -667,14 +705,16 @@ def ps_restart(c: Context, app: str, which: str | None = None) -> None:
     fleet = Fleet.open()
     try:
         fleet.store.app(app)  # an unknown app is an error, not "nothing to restart"
-        dynos.restart(fleet, app, which, _out)
+        touched = dynos.restart(fleet, app, which or None, _progress(json_))
     finally:
         fleet.close()
+    if json_:
+        _json(present.dynos_touched(app, "restart", touched))
 
 
-@task(name="stop", positional=["which"], help={"app": "the app", "which": "a process type or dyno; default all"})
+@task(name="stop", positional=["which"], help={"app": "the app", "which": "a process type or dyno; default all", "json": JSON_DYNOS})
 @fleet_task(audit="ps.stop")
-def ps_stop(c: Context, app: str, which: str | None = None) -> None:
+def ps_stop(c: Context, app: str, which: str | None = None, json_: bool = False) -> None:
     """Stop dynos (they stay down until restarted or the app is deployed)."""
     from fleet.model import validate_dyno_selector
     from fleet.services import dynos
@@ -684,9 +724,11 @@ def ps_stop(c: Context, app: str, which: str | None = None) -> None:
     fleet = Fleet.open()
     try:
         fleet.store.app(app)  # an unknown app is an error, not "nothing to stop"
-        dynos.stop(fleet, app, which, _out)
+        touched = dynos.stop(fleet, app, which or None, _progress(json_))
     finally:
         fleet.close()
+    if json_:
+        _json(present.dynos_touched(app, "stop", touched))
 
 
 @task(
@@ -811,9 +853,9 @@ def domains_list(c: Context, app: str, json_: bool = False) -> None:
     _out(json.dumps(found, indent=2) if json_ else "\n".join(found))
 
 
-@task(name="add", positional=["domain"], help={"app": "the app", "domain": "www.example.com or *.example.com"})
+@task(name="add", positional=["domain"], help={"app": "the app", "domain": "www.example.com or *.example.com", "json": "print JSON"})
 @fleet_task(audit="domains.add")
-def domains_add(c: Context, app: str, domain: str) -> None:
+def domains_add(c: Context, app: str, domain: str, json_: bool = False) -> None:
     """Route a hostname (or a wildcard) to the app."""
     from fleet.services import router
 
@@ -822,6 +864,9 @@ def domains_add(c: Context, app: str, domain: str) -> None:
         d = router.add_domain(fleet, app, domain)
     finally:
         fleet.close()
+    if json_:
+        _json(present.domain_added(app, d))
+        return
     _out(f"Adding {d} to {app}... done")
 
 
@@ -1197,9 +1242,10 @@ def drains_list(c: Context, app: str, json_: bool = False) -> None:
         _out(f"{d.url}  ({d.token})")
 
 
-@task(name="add", positional=["url"], help={"app": "the app", "url": "syslog://HOST:PORT, syslog+tls://HOST:PORT or https://HOST/PATH"})
+@task(name="add", positional=["url"], help={"app": "the app", "url": "syslog://HOST:PORT, syslog+tls://HOST:PORT or https://HOST/PATH",
+                                            "json": "print the drain as JSON (its token among the fields)"})  # fmt: skip
 @fleet_task(audit="drains.add", mask=lambda kw: {**kw, "url": without_url_credentials(kw.get("url"))})
-def drains_add(c: Context, app: str, url: str) -> str:
+def drains_add(c: Context, app: str, url: str, json_: bool = False) -> str:
     """Forward the app's log stream to a syslog or HTTPS drain (RFC 5424 over TCP/TLS; logplex-1 batches over HTTPS)."""
     from fleet.services import drains
 
@@ -1208,6 +1254,9 @@ def drains_add(c: Context, app: str, url: str) -> str:
         drain, forwarder = drains.add(fleet, app, url)
     finally:
         fleet.close()
+    if json_:
+        _json(present.drain_added(drain, forwarder))
+        return drain.token
     _out(f"Successfully added drain {without_url_credentials(drain.url)} (token {drain.token}); {forwarder}")
     return drain.token
 
@@ -1266,6 +1315,6 @@ ps_ns.default = "ps"
 
 
 def main() -> None:
-    from fleet.program import program
+    from fleet.program import main as program_main
 
-    program.run(sys.argv)
+    program_main()

@@ -87,9 +87,9 @@ def _select(dynos: list[DynoRecord], which: str | None) -> list[DynoRecord]:
     return chosen
 
 
-def restart(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
+def restart(fleet: Fleet, app: str, which: str | None, on_line: Output) -> list[str]:
     """Restart dynos in place (all of them, or one type, or one dyno); web dynos one at a time, each out of the
-    router, restarted, up and back in before the next."""
+    router, restarted, up and back in before the next. Returns the names of the dynos chosen."""
     release = current_or_fail(fleet, app)
     with fleet.store.lock(f"app:{app}", "ps.restart"):
         chosen = _select(fleet.store.dynos(app), which)
@@ -104,9 +104,10 @@ def restart(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
                     f" !     {d.name} is not restarted: {d.host} does not answer (the dyno manager replaces it if it is down)"
                 )
         change.apply(steps)
+    return [d.name for d in chosen]
 
 
-def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
+def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> list[str]:
     inv = fleet.inventory()
     with fleet.store.lock(f"app:{app}", "ps.stop"):
         chosen = _select(fleet.store.dynos(app), which)
@@ -118,6 +119,7 @@ def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> None:
             # how the process took SIGTERM is not a crash: a stopped dyno is down
             fleet.executor.run(inv.node(host), ("systemctl", "reset-failed", *units), check=False)
         on_line(f"Stopping {', '.join(d.name for d in chosen)}... done")
+    return [d.name for d in chosen]
 
 
 @dataclass(frozen=True)

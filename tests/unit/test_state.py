@@ -423,6 +423,17 @@ def test_unknown_app(store: Store) -> None:
     assert "apps.create" in str(info.value)
 
 
+def test_unknown_app_suggests_a_close_name(store: Store) -> None:
+    store.create_app("myapp")
+    store.create_app("shop-api")
+    with pytest.raises(FleetError) as info:
+        store.app("myap")
+    assert str(info.value) == "no app named 'myap'; did you mean 'myapp'? (`fleet apps.list` shows the apps)"
+    with pytest.raises(FleetError) as info:
+        store.app("no-such-app")  # nothing close: where to look, as with no apps at all
+    assert str(info.value) == "no app named 'no-such-app'; `fleet apps.list` shows the apps, `fleet apps.create NAME` makes one"
+
+
 def test_build_numbers_are_per_app(store: Store) -> None:
     store.create_app("one")
     store.create_app("two")

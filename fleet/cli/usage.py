@@ -1,0 +1,160 @@
+"""What `fleet --list` and `fleet COMMAND --help` show (pure: one table, text out).
+
+USAGE holds, per command, its arguments as a user types them and one example;
+the help of a command is built from it, the task's docstring and its options.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+
+# command -> (its arguments after the name, an example of them)
+USAGE: dict[str, tuple[str, str]] = {
+    "lab.up": ("[--nodes N]", "--nodes 3"),
+    "lab.down": ("", ""),
+    "lab.status": ("[--json]", ""),
+    "lab.kill": ("NODE", "node2"),
+    "lab.boot": ("NODE", "node2"),
+    "lab.reboot": ("NODE", "node2"),
+    "lab.partition": ("NODE", "node2"),
+    "lab.heal": ("NODE", "node2"),
+    "inventory.use": ("PATH", "inventory/example.yml"),
+    "inventory.show": ("[--json]", ""),
+    "nodes.status": ("[--json] [--node N ...] [--dry-run]", "--node node1 --node node2"),
+    "nodes.provision": ("[--node N ...] [--check]", "--check"),
+    "nodes.enroll": ("[--node N ...] [--replace] [--fingerprint SHA256:...]", "--node rack1-a"),
+    "nodes.drain": ("NODE", "node2"),
+    "nodes.undrain": ("NODE", "node2"),
+    "audit": ("[--json] [--limit N]", "--limit 50"),
+    "apps.create": ("NAME [--buildpack B] [--stack S] [--json]", "myapp --buildpack python"),
+    "apps.list": ("[--json]", ""),
+    "apps.info": ("-a APP [--json]", "-a myapp --json"),
+    "apps.destroy": ("NAME --confirm NAME", "myapp --confirm myapp"),
+    "stacks": ("[--hosts] [--json]", ""),
+    "stacks.build": ("NAME", "fleet-12"),
+    "stacks.roll": ("NAME [--version V]", "fleet-12"),
+    "stack": ("-a APP", "-a myapp"),
+    "stack.set": ("-a APP NAME", "-a myapp fleet-13"),
+    "buildpacks": ("-a APP [--json]", "-a myapp"),
+    "buildpacks.add": ("-a APP BUILDPACK [--index N]", "-a myapp nodejs --index 1"),
+    "buildpacks.set": ("-a APP BUILDPACK [--index N]", "-a myapp python"),
+    "buildpacks.remove": ("-a APP [BUILDPACK] [--index N]", "-a myapp nodejs"),
+    "buildpacks.clear": ("-a APP", "-a myapp"),
+    "deploy": ("-a APP [PATH]", "-a myapp examples/python"),
+    "builds": ("-a APP [--json]", "-a myapp"),
+    "slugs.gc": ("", ""),
+    "releases": ("-a APP [--json]", "-a myapp"),
+    "releases.info": ("-a APP vN [--json]", "-a myapp v3"),
+    "rollback": ("-a APP [vN] [--json]", "-a myapp v3"),
+    "config": ("-a APP [--json|--shell]", "-a myapp --shell"),
+    "config.get": ("-a APP KEY", "-a myapp DATABASE_URL"),
+    "config.set": ("-a APP KEY=VALUE... [--json]", "-a myapp DEBUG=0 GREETING='hi there'"),
+    "config.unset": ("-a APP KEY... [--json]", "-a myapp DEBUG"),
+    "ps": ("-a APP [--json]", "-a myapp"),
+    "ps.scale": ("-a APP TYPE=N[:SIZE]... [--json]", "-a myapp web=2 worker=1:standard-2x"),
+    "ps.restart": ("-a APP [TYPE|DYNO] [--json]", "-a myapp web.1"),
+    "ps.stop": ("-a APP [TYPE|DYNO] [--json]", "-a myapp worker"),
+    "run": ("-a APP [--detached] CMD...", "-a myapp python manage.py migrate"),
+    "logs": ("-a APP [-n N] [--tail] [--source app|fleet] [--dyno DYNO] [--json]", "-a myapp --tail --dyno web"),
+    "open": ("-a APP", "-a myapp"),
+    "domains": ("-a APP [--json]", "-a myapp"),
+    "domains.add": ("-a APP HOSTNAME [--json]", "-a myapp www.example.com"),
+    "domains.remove": ("-a APP HOSTNAME", "-a myapp www.example.com"),
+    "maintenance.on": ("-a APP", "-a myapp"),
+    "maintenance.off": ("-a APP", "-a myapp"),
+    "router.sync": ("", ""),
+    "drains": ("-a APP [--json]", "-a myapp"),
+    "drains.add": ("-a APP URL [--json]", "-a myapp syslog+tls://logs.example.com:6514"),
+    "drains.remove": ("-a APP URL|TOKEN", "-a myapp d.1b2c3d4e"),
+    "drains.run": ("[--watch SECONDS]", ""),
+    "manager.run": ("[--dry-run] [--watch SECONDS]", "--dry-run"),
+    "manager.status": ("[--json] [--passes N]", ""),
+    "manager.install": ("[--watch SECONDS]", ""),
+    "manager.uninstall": ("", ""),
+}
+
+# fleet's own options (fleet.program.FleetProgram.core_args), as `fleet --help` shows them
+CORE_OPTIONS = [
+    ("-h, --help [COMMAND]", "this help, or a command's (fleet COMMAND --help works too)"),
+    ("-l, --list", "the commands, grouped by topic"),
+    ("-V, --version", "fleet's version"),
+    ("--print-completion-script bash|zsh", 'a shell completion script: eval "$(fleet --print-completion-script bash)"'),
+    ("--complete", "completion candidates (the completion script calls it)"),
+    ("--debug", "invoke's debug output"),
+]
+
+# top-level commands listed under a topic, as Heroku lists rollback under releases
+TOPIC = {"builds": "apps", "deploy": "apps", "open": "apps", "rollback": "releases", "run": "ps"}
+
+
+def shown_name(name: str) -> str:
+    """A collection's default task is shown as its topic: config.config -> config."""
+    topic, _, rest = name.partition(".")
+    return topic if rest == topic else name
+
+
+def colon_name(name: str) -> str:
+    return shown_name(name).replace(".", ":")
+
+
+def usage_line(name: str) -> str:
+    args, _ = USAGE.get(shown_name(name), ("[OPTIONS]", ""))
+    return f"fleet {colon_name(name)} {args}".rstrip()
+
+
+def example_line(name: str) -> str:
+    _, example = USAGE.get(shown_name(name), ("", ""))
+    return f"fleet {colon_name(name)} {example}".rstrip()
+
+
+def topic_of(name: str) -> str:
+    shown = shown_name(name)
+    return TOPIC.get(shown, shown.partition(".")[0])
+
+
+def listing(tasks: Iterable[tuple[str, str]], options: Sequence[tuple[str, str]] = ()) -> str:
+    """The commands grouped by topic, one line each: (task name, its help line) in; fleet's own options first if given."""
+    rows = sorted((topic_of(n), shown_name(n) != topic_of(n), shown_name(n), h) for n, h in tasks)
+    width = max((len(r[2]) for r in rows), default=0)
+    out = [
+        "Usage: fleet COMMAND [-a APP] [ARGS...]",
+        "`fleet COMMAND --help` shows its usage and an example; topic:command works as well as topic.command.",
+        "Without -a, the app is taken from the current directory's git remote named `fleet`.",
+    ]
+    if options:
+        out += ["", "Options:", *_columns(options)]
+    last = None
+    for topic, _, shown, helpline in rows:
+        if topic != last:
+            out += ["", topic]
+            last = topic
+        out.append(f"  {shown.ljust(width)}  {helpline}".rstrip())
+    return "\n".join(out) + "\n"
+
+
+def task_help(name: str, doc: str, options: Sequence[tuple[str, str]]) -> str:
+    """`fleet COMMAND --help`: usage, what it does, options (name, help), an example."""
+    out = [f"Usage: {usage_line(name)}", ""]
+    out += [f"  {line}".rstrip() for line in doc.strip().splitlines()] + [""]
+    if options:
+        out += ["Options:", *_columns(options), ""]
+    if example_line(name) != usage_line(name) and USAGE.get(shown_name(name), ("", ""))[1]:
+        out += ["Example:", f"  {example_line(name)}", ""]
+    return "\n".join(out)
+
+
+
+
+def _metavar(spec: str) -> str:
+    """invoke's "-a STRING, --app=STRING" -> "-a APP, --app=APP"."""
+    spec = spec.removeprefix("-h, ")  # -h is help after any command (stacks' --hosts keeps its long name)
+    longs = re.findall(r"--([\w-]+)\[?=", spec)
+    name = (longs[0] if longs else "value").upper().replace("-", "_")
+    return re.sub(r"\b(STRING|INT|FLOAT)\b", name, spec)
+
+
+def _columns(options: Sequence[tuple[str, str]]) -> list[str]:
+    specs = [_metavar(o) for o, _ in options]
+    width = max(len(s) for s in specs)
+    return [f"  {s.ljust(width)}  {h}".rstrip() for s, (_, h) in zip(specs, options, strict=True)]
