@@ -19,6 +19,7 @@ import pexpect
 import pytest
 
 from fleet import shell
+from fleet import shell_model as model
 from fleet.errors import UsageError
 from fleet.model import DynoRecord
 from fleet.settings import Settings
@@ -27,7 +28,7 @@ from fleet.tasks import ns
 
 ROOT = Path(__file__).resolve().parents[2]
 FLEET = str(Path(sys.executable).parent / "fleet")
-SPECS = shell.command_specs(ns)
+SPECS = model.command_specs(ns)
 INVENTORY = """\
 all:
   children:
@@ -45,41 +46,41 @@ TOOLBAR = "hosts: 1 up, 1 down, 1 unprobed | apps: 2 | dynos: 1 up, 1 crashed, 1
 
 # --------------------------------------------------------------------------- a line -> argv
 def test_a_command_line_is_the_argv_after_fleet() -> None:
-    assert shell.parse_line("ps -a myapp", SPECS, None) == shell.Line("command", ("ps", "-a", "myapp"))
-    assert shell.parse_line("config.set -a myapp 'GREETING=hi there'", SPECS, None).args == (
+    assert model.parse_line("ps -a myapp", SPECS, None) == model.Line("command", ("ps", "-a", "myapp"))
+    assert model.parse_line("config.set -a myapp 'GREETING=hi there'", SPECS, None).args == (
         "config.set", "-a", "myapp", "GREETING=hi there")  # fmt: skip
 
 
 def test_topic_colon_command_is_topic_dot_command() -> None:
-    assert shell.parse_line("ps:scale -a myapp web=3", SPECS, None).args == ("ps.scale", "-a", "myapp", "web=3")
-    assert shell.parse_line("apps:list", SPECS, None).args == ("apps.list",)
+    assert model.parse_line("ps:scale -a myapp web=3", SPECS, None).args == ("ps.scale", "-a", "myapp", "web=3")
+    assert model.parse_line("apps:list", SPECS, None).args == ("apps.list",)
 
 
 def test_use_gives_a_command_that_takes_an_app_its_app() -> None:
-    assert shell.parse_line("ps.scale web=3", SPECS, "myapp").args == ("ps.scale", "-a", "myapp", "web=3")
-    assert shell.parse_line("logs --tail", SPECS, "myapp").args == ("logs", "-a", "myapp", "--tail")
-    assert shell.parse_line("apps.list", SPECS, "myapp").args == ("apps.list",)  # takes no app
-    assert shell.parse_line("nodes.status", SPECS, "myapp").args == ("nodes.status",)
+    assert model.parse_line("ps.scale web=3", SPECS, "myapp").args == ("ps.scale", "-a", "myapp", "web=3")
+    assert model.parse_line("logs --tail", SPECS, "myapp").args == ("logs", "-a", "myapp", "--tail")
+    assert model.parse_line("apps.list", SPECS, "myapp").args == ("apps.list",)  # takes no app
+    assert model.parse_line("nodes.status", SPECS, "myapp").args == ("nodes.status",)
 
 
 def test_an_app_on_the_line_wins_over_use() -> None:
     for line in ("ps -a other", "ps --app other", "ps --app=other", "ps -aother"):
-        assert "myapp" not in shell.parse_line(line, SPECS, "myapp").args, line
+        assert "myapp" not in model.parse_line(line, SPECS, "myapp").args, line
 
 
 def test_run_s_own_flags_are_not_the_app() -> None:
-    assert shell.parse_line("run python manage.py -a x", SPECS, "myapp").args == (
+    assert model.parse_line("run python manage.py -a x", SPECS, "myapp").args == (
         "run", "-a", "myapp", "python", "manage.py", "-a", "x")  # fmt: skip
-    assert shell.parse_line("run -a other ls", SPECS, "myapp").args == ("run", "-a", "other", "ls")
+    assert model.parse_line("run -a other ls", SPECS, "myapp").args == ("run", "-a", "other", "ls")
 
 
 def test_builtins_and_blank_lines() -> None:
-    assert shell.parse_line("   ", SPECS, None) == shell.Line("empty")
-    assert shell.parse_line("# a comment", SPECS, None) == shell.Line("empty")
-    assert shell.parse_line("use myapp", SPECS, None) == shell.Line("use", ("myapp",))
-    assert shell.parse_line("use", SPECS, None) == shell.Line("use")
-    assert shell.parse_line("help ps:scale", SPECS, None) == shell.Line("help", ("ps.scale",))
-    assert shell.parse_line("exit", SPECS, None) == shell.parse_line("quit", SPECS, None) == shell.Line("exit")
+    assert model.parse_line("   ", SPECS, None) == model.Line("empty")
+    assert model.parse_line("# a comment", SPECS, None) == model.Line("empty")
+    assert model.parse_line("use myapp", SPECS, None) == model.Line("use", ("myapp",))
+    assert model.parse_line("use", SPECS, None) == model.Line("use")
+    assert model.parse_line("help ps:scale", SPECS, None) == model.Line("help", ("ps.scale",))
+    assert model.parse_line("exit", SPECS, None) == model.parse_line("quit", SPECS, None) == model.Line("exit")
 
 
 @pytest.mark.parametrize(
@@ -94,12 +95,12 @@ def test_builtins_and_blank_lines() -> None:
 )
 def test_lines_that_cannot_run_are_usage_errors(line: str, message: str) -> None:
     with pytest.raises(UsageError) as e:
-        shell.parse_line(line, SPECS, None)
+        model.parse_line(line, SPECS, None)
     assert str(e.value).startswith(message)
 
 
 # --------------------------------------------------------------------------- completion
-SNAP = shell.Snapshot(
+SNAP = model.Snapshot(
     apps=("myapp", "other"),
     process_types={"myapp": ("web", "worker"), "other": ()},
     dynos={"myapp": ("web.1", "web.2", "worker.1")},
@@ -108,46 +109,46 @@ SNAP = shell.Snapshot(
 
 
 def test_command_names_complete_in_both_forms() -> None:
-    partial, found = shell.complete("conf", SPECS, SNAP, None)
+    partial, found = model.complete("conf", SPECS, SNAP, None)
     assert partial == "conf"
     assert found[0] == "config"
     assert {"config.set", "config:set", "config.unset", "config:unset", "config.get"} <= set(found)
-    assert shell.complete("ps:sc", SPECS, SNAP, None)[1] == ["ps:scale"]
-    assert "use" in shell.complete("", SPECS, SNAP, None)[1]
-    assert "shell" not in shell.complete("sh", SPECS, SNAP, None)[1]
+    assert model.complete("ps:sc", SPECS, SNAP, None)[1] == ["ps:scale"]
+    assert "use" in model.complete("", SPECS, SNAP, None)[1]
+    assert "shell" not in model.complete("sh", SPECS, SNAP, None)[1]
 
 
 def test_options_complete_from_the_task_s_arguments() -> None:
-    assert shell.complete("logs --", SPECS, SNAP, None)[1] == ["--app", "--num", "--dyno", "--json", "--tail", "--source"]
-    assert shell.complete("nodes.status --d", SPECS, SNAP, None)[1] == ["--dry-run"]
+    assert model.complete("logs --", SPECS, SNAP, None)[1] == ["--app", "--num", "--dyno", "--json", "--tail", "--source"]
+    assert model.complete("nodes.status --d", SPECS, SNAP, None)[1] == ["--dry-run"]
 
 
 def test_app_names_complete_after_the_app_flag_and_use() -> None:
-    assert shell.complete("ps -a ", SPECS, SNAP, None) == ("", ["myapp", "other"])
-    assert shell.complete("ps --app o", SPECS, SNAP, None) == ("o", ["other"])
-    assert shell.complete("use m", SPECS, SNAP, None) == ("m", ["myapp"])
-    assert shell.complete("logs --tail -a ", SPECS, SNAP, None)[1] == ["myapp", "other"]  # --tail takes no value
+    assert model.complete("ps -a ", SPECS, SNAP, None) == ("", ["myapp", "other"])
+    assert model.complete("ps --app o", SPECS, SNAP, None) == ("o", ["other"])
+    assert model.complete("use m", SPECS, SNAP, None) == ("m", ["myapp"])
+    assert model.complete("logs --tail -a ", SPECS, SNAP, None)[1] == ["myapp", "other"]  # --tail takes no value
 
 
 def test_process_types_and_dynos_complete_from_the_app_s_release_and_dynos() -> None:
-    assert shell.complete("ps.scale -a myapp ", SPECS, SNAP, None)[1] == ["web=", "worker="]
-    assert shell.complete("ps:scale w", SPECS, SNAP, "myapp")[1] == ["web=", "worker="]
-    assert shell.complete("ps.restart -a myapp w", SPECS, SNAP, None)[1] == ["web", "web.1", "web.2", "worker", "worker.1"]
-    assert shell.complete("ps.restart web.1 ", SPECS, SNAP, "myapp")[1] == []  # one positional
-    assert shell.complete("logs --dyno wo", SPECS, SNAP, "myapp")[1] == ["worker", "worker.1"]
-    assert shell.complete("ps.scale -a other ", SPECS, SNAP, None)[1] == []
+    assert model.complete("ps.scale -a myapp ", SPECS, SNAP, None)[1] == ["web=", "worker="]
+    assert model.complete("ps:scale w", SPECS, SNAP, "myapp")[1] == ["web=", "worker="]
+    assert model.complete("ps.restart -a myapp w", SPECS, SNAP, None)[1] == ["web", "web.1", "web.2", "worker", "worker.1"]
+    assert model.complete("ps.restart web.1 ", SPECS, SNAP, "myapp")[1] == []  # one positional
+    assert model.complete("logs --dyno wo", SPECS, SNAP, "myapp")[1] == ["worker", "worker.1"]
+    assert model.complete("ps.scale -a other ", SPECS, SNAP, None)[1] == []
 
 
 def test_host_names_complete_after_node_options_and_positionals() -> None:
-    assert shell.complete("nodes.status --node n", SPECS, SNAP, None)[1] == ["node1", "node2"]
-    assert shell.complete("nodes.drain ", SPECS, SNAP, None)[1] == ["edge1", "node1", "node2"]
-    assert shell.complete("nodes:undrain node", SPECS, SNAP, None)[1] == ["node1", "node2"]
+    assert model.complete("nodes.status --node n", SPECS, SNAP, None)[1] == ["node1", "node2"]
+    assert model.complete("nodes.drain ", SPECS, SNAP, None)[1] == ["edge1", "node1", "node2"]
+    assert model.complete("nodes:undrain node", SPECS, SNAP, None)[1] == ["node1", "node2"]
 
 
 # --------------------------------------------------------------------------- health
 def test_health_counts_hosts_apps_and_dynos() -> None:
     now = 10_000.0
-    health = shell.summarize(
+    health = model.summarize(
         ["node1", "node2", "node3"],
         {"node1": "up", "node2": "down", "gone": "down"},
         apps=2,
@@ -156,17 +157,17 @@ def test_health_counts_hosts_apps_and_dynos() -> None:
         now=now,
         last_pass="2026-11-27T15:40:01.123+00:00",
     )
-    assert health == shell.Health({"node1": "up", "node2": "down", "node3": "unprobed"}, 2, 2, 1, 1,
+    assert health == model.Health({"node1": "up", "node2": "down", "node3": "unprobed"}, 2, 2, 1, 1,
                                   "2026-11-27T15:40:01.123+00:00")  # fmt: skip
-    assert shell.toolbar_text(health) == (
+    assert model.toolbar_text(health) == (
         "hosts: 1 up, 1 down, 1 unprobed | apps: 2 | dynos: 2 up, 1 crashed, 1 on down hosts | last pass 2026-11-27T15:40:01"
     )
 
 
 def test_toolbar_without_a_store_or_hosts() -> None:
-    assert shell.toolbar_text(None) == "health: unknown"
-    empty = shell.summarize(None, {}, 0, [], {}, 0.0, None)
-    assert shell.toolbar_text(empty) == "hosts: none | apps: 0 | dynos: 0 up, 0 crashed | no manager pass yet"
+    assert model.toolbar_text(None) == "health: unknown"
+    empty = model.summarize(None, {}, 0, [], {}, 0.0, None)
+    assert model.toolbar_text(empty) == "hosts: none | apps: 0 | dynos: 0 up, 0 crashed | no manager pass yet"
 
 
 def test_a_store_that_cannot_be_read_is_health_unknown(tmp_path: Path) -> None:
@@ -174,12 +175,12 @@ def test_a_store_that_cannot_be_read_is_health_unknown(tmp_path: Path) -> None:
     refresher = shell.Refresher(Settings(home=tmp_path))
     refresher.refresh()
     assert refresher.health is None
-    assert shell.toolbar_text(refresher.health) == "health: unknown"
+    assert model.toolbar_text(refresher.health) == "health: unknown"
 
 
 def test_prompt_shows_the_app_in_use() -> None:
-    assert shell.prompt_text(None) == "fleet> "
-    assert shell.prompt_text("myapp") == "fleet(myapp)> "
+    assert model.prompt_text(None) == "fleet> "
+    assert model.prompt_text("myapp") == "fleet(myapp)> "
 
 
 # --------------------------------------------------------------------------- the shell itself
@@ -245,7 +246,7 @@ class Term:
         end = time.monotonic() + timeout
         while (at := self.text.find(what, self.pos)) < 0:
             if time.monotonic() > end:
-                raise AssertionError(f"{what!r} not seen; after the last match: {self.text[self.pos:]!r}")
+                raise AssertionError(f"{what!r} not seen; after the last match: {self.text[self.pos :]!r}")
             self._read(0.1)
         before, self.pos = self.text[self.pos : at], at + len(what)
         return before
@@ -388,7 +389,9 @@ def test_ctrl_c_while_a_command_waits_for_the_manager_interrupts_it(home: Path, 
 
 # --------------------------------------------------------------------------- through a pipe
 def _pipe(home: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([FLEET, "shell", *args], input=text, capture_output=True, text=True, timeout=60, env=_env(home), cwd=ROOT)
+    return subprocess.run(
+        [FLEET, "shell", *args], input=text, capture_output=True, text=True, timeout=60, env=_env(home), cwd=ROOT
+    )
 
 
 def test_a_pipe_runs_each_line_and_exits_with_the_failing_command_s_status(home: Path) -> None:
@@ -401,7 +404,10 @@ def test_a_pipe_runs_each_line_and_exits_with_the_failing_command_s_status(home:
 def test_a_pipe_s_status_is_the_last_failure_s_and_comments_are_skipped(home: Path) -> None:
     res = _pipe(home, "# the apps\n\nnosuch\nuse nope\napps.list\n")
     assert res.stdout == "myapp\nother\n"
-    assert res.stderr == "fleet: error: no command 'nosuch'; `help` lists them\nfleet: error: no app named 'nope'; `apps.list` shows the apps\n"
+    assert (
+        res.stderr
+        == "fleet: error: no command 'nosuch'; `help` lists them\nfleet: error: no app named 'nope'; `apps.list` shows the apps\n"
+    )
     assert res.returncode == 2  # both failed with 2; apps.list after them did not change that
     res = _pipe(home, "nosuch\napps.info -a nope\napps.list\n")
     assert res.returncode == 1  # apps.info's failure came last
