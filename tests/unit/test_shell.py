@@ -429,3 +429,16 @@ def test_commands_from_the_shell_are_audited_with_source_shell(home: Path) -> No
     finally:
         store.close()
     assert (last.command, last.args["name"], last.source, last.outcome) == ("apps.create", "shellmade", "shell", "ok")
+
+
+def test_use_shows_and_forgets_the_app_and_help_shows_a_command_s_options(home: Path) -> None:
+    res = _pipe(home, "use\nuse myapp\nuse\nuse -\nuse\nhelp ps:scale\n")
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[:3] == ["no app in use: `use APP`", "using myapp", "no app in use: `use APP`"]
+    assert "Usage: fleet [--core-opts] ps.scale [--options]" in res.stdout
+    assert "-a STRING, --app=STRING" in res.stdout
+    listing = _pipe(home, "help\n").stdout
+    names = [line.split()[0] for line in listing.splitlines() if line.strip() and not line.startswith("`")]
+    assert {"ps", "ps.scale", "config.set", "logs", "use", "help", "exit"} <= set(names)
+    assert "shell" not in names
