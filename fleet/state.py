@@ -584,6 +584,10 @@ class Store:
                 (dyno_id, restarts, at),
             )
 
+    def crash_restarts(self) -> dict[str, tuple[int, float]]:
+        """Each dyno's crash-restart streak: dyno id -> (restarts fleet made in it, when it made the last one)."""
+        return {r[0]: (int(r[1]), float(r[2])) for r in self.db.execute("SELECT dyno_id, restarts, at FROM dyno_restarts")}
+
     def reset_dyno_restarts(self, app: str) -> None:
         """A new release, a restart or a scale start a new backoff streak for every dyno of the app."""
         with self.transaction() as db:

@@ -1299,6 +1299,17 @@ def drains_run(c: Context, watch: float = 0.0) -> None:
     _out(f"forwarder stopped; {sent} lines delivered")
 
 
+@task(name="shell", help={"stop-on-error": "commands from a pipe: stop at the first that fails, with its exit status"})
+@fleet_task()
+def shell_task(c: Context, stop_on_error: bool = False) -> None:
+    """The ops shell: every command, `use APP`, completion from the store, history, the fleet's health below."""
+    from fleet import shell
+
+    code = shell.main(stop_on_error)
+    if code:
+        raise Exit(code=code)
+
+
 drains_ns = Collection("drains", drains_list, drains_add, drains_remove, drains_run)
 drains_ns.default = "drains"
 domains_ns = Collection("domains", domains_list, domains_add, domains_remove)
@@ -1308,7 +1319,7 @@ router_ns = Collection("router", router_sync)
 ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns, drains_ns,
                 buildpacks_ns, stacks_ns, stack_ns,
                 audit, builds_list, deploy,
-                rollback, run_task, open_app, logs_task)  # fmt: skip
+                rollback, run_task, open_app, logs_task, shell_task)  # fmt: skip
 releases_ns.default = "releases"
 config_ns.default = "config"
 ps_ns.default = "ps"
