@@ -177,12 +177,17 @@ def run_command(argv: list[str]) -> int:
 
     The program prints a failing command's one-line error and exits (SystemExit) with its status; a Ctrl-C
     outside a task's body is 130. A task that replaced the SIGINT handler (``drains.run``) gets it put back."""
-    from fleet.program import program, rewrite_argv
+    from fleet.program import prepare, program
 
     handler = signal.getsignal(signal.SIGINT)
     try:
-        program.run(rewrite_argv(["fleet", *argv]), exit=True)
+        full, note = prepare(["fleet", *argv], os.getcwd())  # the app from the git remote when neither -a nor `use` gave one
+        if note:
+            print(note, file=sys.stderr, flush=True)
+        program.run(full, exit=True)
         return 0
+    except FleetError as e:
+        return _error(e)
     except SystemExit as e:
         if e.code is None or isinstance(e.code, int):
             return e.code or 0

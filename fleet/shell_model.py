@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from invoke.collection import Collection
 
+from fleet.cli.argv import nearest
 from fleet.dyno.backoff import DEFAULT_POLICY
 from fleet.errors import UsageError
 
@@ -130,7 +131,9 @@ def _known(word: str, specs: Mapping[str, CommandSpec]) -> CommandSpec:
     if spec is None:
         if word.replace(":", ".") in NOT_HERE:
             raise UsageError(f"`{word}` is this shell already")
-        raise UsageError(f"no command {word!r}; `help` lists them")
+        guess = nearest(word.replace(":", "."), [name for name in specs if ":" not in name])
+        hint = f"; did you mean {guess!r}?" if guess else ""
+        raise UsageError(f"no command {word!r}{hint} (`help` lists them)")
     return spec
 
 

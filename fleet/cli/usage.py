@@ -58,6 +58,7 @@ USAGE: dict[str, tuple[str, str]] = {
     "run": ("-a APP [--detached] CMD...", "-a myapp python manage.py migrate"),
     "logs": ("-a APP [-n N] [--tail] [--source app|fleet] [--dyno DYNO] [--json]", "-a myapp --tail --dyno web"),
     "open": ("-a APP", "-a myapp"),
+    "shell": ("[--stop-on-error]", "< commands.txt"),
     "domains": ("-a APP [--json]", "-a myapp"),
     "domains.add": ("-a APP HOSTNAME [--json]", "-a myapp www.example.com"),
     "domains.remove": ("-a APP HOSTNAME", "-a myapp www.example.com"),

@@ -86,10 +86,10 @@ def test_builtins_and_blank_lines() -> None:
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("nosuch -a x", "no command 'nosuch'; `help` lists them"),
+        ("nosuch -a x", "no command 'nosuch' (`help` lists them)"),
         ("ps -a 'myapp", "cannot read that line: No closing quotation"),
         ("shell", "`shell` is this shell already"),
-        ("help nosuch", "no command 'nosuch'; `help` lists them"),
+        ("help nosuch", "no command 'nosuch' (`help` lists them)"),
         ("use a b", "`use` takes one word at most"),
     ],
 )
@@ -397,7 +397,7 @@ def _pipe(home: Path, text: str, *args: str) -> subprocess.CompletedProcess[str]
 def test_a_pipe_runs_each_line_and_exits_with_the_failing_command_s_status(home: Path) -> None:
     res = _pipe(home, "apps.list\nnosuch\n")
     assert res.stdout == "myapp\nother\n"
-    assert res.stderr == "fleet: error: no command 'nosuch'; `help` lists them\n"
+    assert res.stderr == "fleet: error: no command 'nosuch' (`help` lists them)\n"
     assert res.returncode == 2
 
 
@@ -406,7 +406,7 @@ def test_a_pipe_s_status_is_the_last_failure_s_and_comments_are_skipped(home: Pa
     assert res.stdout == "myapp\nother\n"
     assert (
         res.stderr
-        == "fleet: error: no command 'nosuch'; `help` lists them\nfleet: error: no app named 'nope'; `apps.list` shows the apps\n"
+        == "fleet: error: no command 'nosuch' (`help` lists them)\nfleet: error: no app named 'nope'; `apps.list` shows the apps\n"
     )
     assert res.returncode == 2  # both failed with 2; apps.list after them did not change that
     res = _pipe(home, "nosuch\napps.info -a nope\napps.list\n")
@@ -436,8 +436,8 @@ def test_use_shows_and_forgets_the_app_and_help_shows_a_command_s_options(home: 
     assert res.returncode == 0, res.stderr
     lines = res.stdout.splitlines()
     assert lines[:3] == ["no app in use: `use APP`", "using myapp", "no app in use: `use APP`"]
-    assert "Usage: fleet [--core-opts] ps.scale [--options]" in res.stdout
-    assert "-a STRING, --app=STRING" in res.stdout
+    assert "Usage: fleet ps:scale -a APP TYPE=N[:SIZE]..." in res.stdout and "Example:" in res.stdout
+    assert "-a APP, --app=APP" in res.stdout
     listing = _pipe(home, "help\n").stdout
     names = [line.split()[0] for line in listing.splitlines() if line.strip() and not line.startswith("`")]
     assert {"ps", "ps.scale", "config.set", "logs", "use", "help", "exit"} <= set(names)
