@@ -23,6 +23,7 @@ from typing import Any
 
 from fleet.errors import FleetError, LockHeld
 from fleet.model import App, Build, DynoRecord, Release
+from fleet.scheduler import Job, Run
 from fleet.stack import DEFAULT_STACK
 
 #: Schema migrations; entry N takes the schema from version N to N+1.
@@ -196,6 +197,31 @@ MIGRATIONS: tuple[str, ...] = (
         created_at TEXT NOT NULL,
         UNIQUE (app, url)
     );
+    """,
+    """
+    CREATE TABLE scheduler_jobs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        command TEXT NOT NULL,
+        every TEXT NOT NULL CHECK (every IN ('10m', '1h', '1d')),
+        at TEXT NOT NULL DEFAULT '',
+        limit_seconds INTEGER NOT NULL CHECK (limit_seconds > 0),
+        created_at REAL NOT NULL,
+        created_by TEXT NOT NULL,
+        skipped_slot REAL
+    );
+    CREATE TABLE scheduler_runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        job_id INTEGER NOT NULL REFERENCES scheduler_jobs(id) ON DELETE CASCADE,
+        dyno TEXT NOT NULL,
+        unit TEXT NOT NULL,
+        host TEXT NOT NULL,
+        release INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        ended_at REAL,
+        result TEXT
+    );
+    CREATE INDEX scheduler_runs_by_job ON scheduler_runs (job_id, id);
     """,
 )
 #: The lines of an app's stream that fleet itself writes (app[api], the manager's fleet[web.1]): the last this many.
@@ -643,6 +669,63 @@ class Store:
                 raise FleetError(f"{app} has no drain {url_or_token!r}; `fleet drains -a {app}` lists its drains")
             db.execute("DELETE FROM drains WHERE token = ?", (row[0],))
             return str(row[0])
+
+    # -- the scheduler (fleet/scheduler.py) --------------------------------------------------------------------------
+    def add_scheduler_job(self, app: str, command: list[str], every: str, at: str, limit: int, by: str) -> int:
+        with self.transaction() as db:
+            if not db.execute("SELECT 1 FROM apps WHERE name = ?", (app,)).fetchone():
+                raise FleetError(unknown_app(app, [r[0] for r in db.execute("SELECT name FROM apps")]))
+            cur = db.execute("INSERT INTO scheduler_jobs (app, command, every, at, limit_seconds, created_at, created_by) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?)", (app, json.dumps(command), every, at, limit, time.time(), by))  # fmt: skip
+            assert cur.lastrowid is not None
+            return int(cur.lastrowid)
+
+    def scheduler_jobs(self, app: str | None = None) -> list[Job]:
+        where, args = ("WHERE app = ?", (app,)) if app else ("", ())
+        rows = self.db.execute(f"SELECT * FROM scheduler_jobs {where} ORDER BY id", args).fetchall()
+        return [Job(r["id"], r["app"], tuple(json.loads(r["command"])), r["every"], r["at"], r["limit_seconds"], r["created_at"],
+                    r["created_by"], r["skipped_slot"]) for r in rows]  # fmt: skip
+
+    def scheduler_job(self, app: str, job_id: int) -> Job:
+        found = [j for j in self.scheduler_jobs(app) if j.id == job_id]
+        if not found:
+            raise FleetError(f"{app} has no scheduler job {job_id}; `fleet scheduler -a {app}` lists its jobs")
+        return found[0]
+
+    def remove_scheduler_job(self, app: str, job_id: int) -> Job:
+        job = self.scheduler_job(app, job_id)
+        with self.transaction() as db:
+            db.execute("DELETE FROM scheduler_jobs WHERE id = ? AND app = ?", (job_id, app))
+        return job
+
+    def skip_scheduler_slot(self, job_id: int, slot: float) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE scheduler_jobs SET skipped_slot = ? WHERE id = ?", (slot, job_id))
+
+    def add_scheduler_run(self, run: Run) -> Run:
+        with self.transaction() as db:
+            cur = db.execute("INSERT INTO scheduler_runs (job_id, dyno, unit, host, release, started_at, ended_at, result) "
+                             "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (run.job_id, run.dyno, run.unit, run.host, run.release,
+                                                                 run.started_at, run.ended_at, run.result))  # fmt: skip
+            assert cur.lastrowid is not None
+            return replace(run, id=int(cur.lastrowid))
+
+    def scheduler_runs(self, job_id: int | None = None, *, unfinished: bool = False, limit: int = 100) -> list[Run]:
+        """Runs of one job (or of all), newest first; ``unfinished``: only those whose end is not recorded yet."""
+        clauses = (["job_id = ?"] if job_id is not None else []) + (["ended_at IS NULL"] if unfinished else [])
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self.db.execute(f"SELECT * FROM scheduler_runs {where} ORDER BY id DESC LIMIT ?",
+                               (*([job_id] if job_id is not None else []), limit)).fetchall()  # fmt: skip
+        return [Run(r["id"], r["job_id"], r["dyno"], r["unit"], r["host"], r["release"], r["started_at"], r["ended_at"], r["result"])
+                for r in rows]  # fmt: skip
+
+    def finish_scheduler_run(self, run_id: int, ended_at: float, result: str) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE scheduler_runs SET ended_at = ?, result = ? WHERE id = ? AND ended_at IS NULL", (ended_at, result, run_id))
+            # each job keeps its last 100 runs
+            db.execute("DELETE FROM scheduler_runs WHERE job_id = (SELECT job_id FROM scheduler_runs WHERE id = ?) AND id NOT IN "
+                       "(SELECT id FROM scheduler_runs WHERE job_id = (SELECT job_id FROM scheduler_runs WHERE id = ?) "
+                       "ORDER BY id DESC LIMIT 100)", (run_id, run_id))  # fmt: skip
 
     def start_pass(self, source: str) -> int:
         with self.transaction() as db:
