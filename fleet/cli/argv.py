@@ -7,6 +7,7 @@ Heroku-style forms are turned into what invoke parses:
     fleet config.unset -a APP K K2      ->  config.unset -a APP --key=K --key=K2
     fleet ps.scale -a APP web=2         ->  ps.scale -a APP --spec=web=2
     fleet run -a APP python x.py --v    ->  run -a APP --arg=python --arg=x.py --arg=--v
+    fleet scheduler:add -a APP --every 1h -- x.py --v  ->  scheduler.add -a APP --every 1h --arg=x.py --arg=--v
     fleet rollback -a APP               ->  rollback -a APP --version=      (an optional positional left out)
     fleet logs -a APP --help            ->  --help logs                     (help for the task, wherever --help is)
 
@@ -26,7 +27,9 @@ from invoke.collection import Collection
 from fleet.cli.usage import shown_name
 from fleet.errors import UsageError
 
-VARIADIC = {"config.set": "pair", "config.unset": "key", "ps.scale": "spec", "run": "arg"}
+VARIADIC = {"config.set": "pair", "config.unset": "key", "ps.scale": "spec", "run": "arg", "scheduler.add": "arg"}
+#: Commands whose words are a command line: from its first word on, its own flags belong to it.
+COMMAND_LINE = ("run", "scheduler.add")
 HELP_FLAGS = ("--help", "-h")
 # fleet's own options before the command (fleet.program.FleetProgram.core_args); the value of --help and --list is optional
 CORE_FLAGS = ("--debug", "--version", "-V", "--complete", "--print-completion-script", "--list", "-l", *HELP_FLAGS)
@@ -135,7 +138,7 @@ def split_tokens(cmd: Command, tokens: list[str]) -> Split:
     flags: list[str] = []
     words: list[str] = []
     rest: list[str] = []
-    is_run = cmd.name == "run"
+    is_run = cmd.name in COMMAND_LINE
     i = 0
     while i < len(tokens):
         tok = tokens[i]

@@ -56,7 +56,7 @@ from fleet.dyno.steps import (
     Unplaced,
     WaitUp,
 )
-from fleet.dyno.units import SIZES, parse_unit_name
+from fleet.dyno.units import ONE_OFF_TYPES, SIZES, parse_unit_name
 from fleet.model import DynoRecord
 
 #: up: usable; down: missed K probes in a row; draining: its dynos move off, nothing new goes there;
@@ -205,7 +205,7 @@ class _Pass:
     def orphan(self, host: str, unit: str) -> DynoRef | None:
         """A unit of an app in this plan that fleet has no record of on that host (not a one-off dyno)."""
         parsed = parse_unit_name(unit)
-        if parsed is None or parsed.type == "run" or (host, unit) in self.recorded:
+        if parsed is None or parsed.type in ONE_OFF_TYPES or (host, unit) in self.recorded:
             return None
         if not self.complete and not any(a.name == parsed.app for a in self.apps):
             return None

@@ -62,6 +62,9 @@ SYSCALL_DENY = "~@clock @cpu-emulation @debug @module @mount @obsolete @raw-io @
 CONFIG_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 CONFIG_KEY_RULE = "letters, digits and underscores, not starting with a digit"
 UNIT_RE = re.compile(rf"^fleet\.({APP_NAME_RE.pattern})\.({PROCESS_TYPE_PATTERN})\.([0-9]{{1,6}})\.v([0-9]{{1,9}})\.service$")
+#: One-off dynos fleet keeps no dyno record of (``fleet run``'s run.N, a scheduler job's scheduler.N): never orphans
+#: to stop (release.N runs under its deploy's lock, which the dyno manager leaves alone).
+ONE_OFF_TYPES = ("run", "scheduler")
 
 
 def validate_config_key(key: str) -> str:

@@ -5,8 +5,9 @@ One pass: probe all dyno hosts in parallel (each host's fleet units and listener
 makes it to be fenced), gather desired state (every app's current release, formation and dynos) and
 observed facts, plan, and carry out the steps in order: restart what crashed (per the backoff), move
 dynos off down and drained hosts, fence hosts that are back, cycle what is due, finish or fail what an
-interrupted deploy left, sync the router. Apps whose lock another live command holds are left out of
-that pass (their dynos still count for capacity).
+interrupted deploy left, sync the router; then the scheduler's jobs (services/scheduler.py): how runs ended,
+from the same probe, and the due ones started. Apps whose lock another live command holds are left out of the
+dynos' steps of that pass (their dynos still count for capacity).
 
 ``watch`` repeats passes every ``probe_interval`` seconds for a while under one lease (the lock
 ``manager`` with an expiry, renewed by a thread): cron starts ``fleet manager.run --watch 55`` every
@@ -41,7 +42,7 @@ from fleet.dyno.units import SIZES, memory_usage_argv, parse_memory_usage, soft_
 from fleet.errors import FleetError, LockHeld, UsageError
 from fleet.exec.base import fan_out
 from fleet.model import Node
-from fleet.services import hosts, shipping
+from fleet.services import hosts, scheduler, shipping
 from fleet.services.reconcile import PassReport, Reconciler, describe, manager_settings
 from fleet.state import Store
 
@@ -119,6 +120,7 @@ class Pass(Reconciler):
         outcome = "failed"
         try:
             with ExitStack() as locks:
+                self.probed_at = time.time()
                 self.probe()
                 self.now = time.time()
                 # first without any app's lock (an idle pass never gets in an operator's way), then, if there
@@ -137,6 +139,7 @@ class Pass(Reconciler):
                     self.carry_out(steps)
                     self.memory_quota()
                     self.tidy()
+                self.schedule()
             outcome = "failed" if self.report.errors else ("ok" if self.report.actions else "idle")
         except FleetError as e:
             self.report.errors.append(str(e))
@@ -175,6 +178,13 @@ class Pass(Reconciler):
         missing = [n for n in views if n not in self.memory]
         if missing:
             self.memory.update(hosts.host_memory(self.fleet, [self.nodes[n] for n in missing]))
+
+    def schedule(self) -> None:
+        """Scheduler jobs (fleet/services/scheduler.py): runs that ended recorded, due jobs started, from this probe."""
+        events, errors = scheduler.tend(self.fleet, self.views, self.probed_at, time.time(), dry_run=self.dry_run)
+        for event in events:
+            self.act("scheduler", event.app, event.host, event.text)
+        self.report.errors += errors
 
     def lock_apps(self, locks: ExitStack) -> set[str]:
         """Take every app's lock that no live command holds; the others sit this pass out."""

@@ -55,9 +55,11 @@ def _run_host(fleet: Fleet, inv: Inventory) -> Node:
     return max(usable, key=lambda n: (memory[n.name] - used[n.name], n.name))
 
 
-def systemd_run_argv(spec: DynoSpec, command: str, mode: str, max_seconds: float) -> tuple[str, ...]:
-    """A one-off dyno as a transient unit: never restarted, removed when it exits, stopped after ``max_seconds``."""
-    argv = ["systemd-run", f"--unit={spec.unit}", "--collect", "--quiet", "--service-type=exec",
+def systemd_run_argv(spec: DynoSpec, command: str, mode: str, max_seconds: float, collect: bool = True) -> tuple[str, ...]:
+    """A one-off dyno as a transient unit: never restarted, removed when it exits, stopped after ``max_seconds``.
+    Without ``collect``, a unit that failed is kept (failed, its Result= saying how: exit-code, timeout) until
+    ``systemctl reset-failed``; one that succeeded is removed all the same."""
+    argv = ["systemd-run", f"--unit={spec.unit}", *(["--collect"] if collect else []), "--quiet", "--service-type=exec",
             *[f"--property={key}={value}" for key, value in limit_properties(spec)],
             f"--property=RuntimeMaxSec={max_seconds:g}", "--property=KillSignal=SIGTERM", "--property=TimeoutStopSec=30",
             "--property=LogRateLimitIntervalSec=0", f"--property=LogExtraFields=FLEET_APP={spec.app}"]  # fmt: skip
@@ -83,6 +85,15 @@ def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
         on_line(f"       {line}")
     fleet.store.log_lines(release.app, "app", spec.name, [clean(line) for line in output])  # the stream: app[release.N]
     return res.code  # how it exited: systemd's line about its unit says it (fleet[release.N])
+
+
+def start_detached(fleet: Fleet, release: Release, command: str, kind: str, max_seconds: float, collect: bool = True) -> tuple[DynoSpec, Node]:
+    """Start a one-off dyno (``kind``.N) of the release on the host with the most memory free; it runs on its own."""
+    host = _run_host(fleet, fleet.inventory())
+    prepare_hosts(fleet, [host], release, lambda line: None)
+    spec = _one_off(fleet, release, kind)
+    fleet.executor.run(host, systemd_run_argv(spec, command, "detached", max_seconds, collect))
+    return spec, host
 
 
 def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Output) -> int:
