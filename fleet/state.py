@@ -216,6 +216,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX dyno_usage_open ON dyno_usage (dyno_id) WHERE stopped_at IS NULL;
     CREATE INDEX dyno_usage_by_app ON dyno_usage (app, started_at);
+    INSERT INTO dyno_usage (app, dyno_id, dyno, type, size, host, release, unit, kind, started_at)
+        SELECT app, id, type || '.' || idx, type, size, host, release, unit, 'formation', CAST(strftime('%s', 'now') AS REAL)
+        FROM dynos;
     """,
 )
 #: The lines of an app's stream that fleet itself writes (app[api], the manager's fleet[web.1]): the last this many.

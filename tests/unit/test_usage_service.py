@@ -193,3 +193,30 @@ def test_usage_outlives_the_app_and_a_new_store_on_the_same_file(fleet: Fleet, c
         assert again.usage_apps() == {"shop"}
     finally:
         again.close()
+
+
+def test_dynos_placed_before_usage_was_recorded_count_from_the_upgrade(tmp_path: Path) -> None:
+    import sqlite3
+    import time
+
+    from fleet.state import MIGRATIONS, _split_sql
+
+    mine = next(n for n, m in enumerate(MIGRATIONS) if "CREATE TABLE dyno_usage" in m)
+    db = sqlite3.connect(tmp_path / "state.db")
+    for migration in MIGRATIONS[:mine]:
+        for statement in _split_sql(migration):
+            db.execute(statement)
+    db.execute(f"PRAGMA user_version = {mine}")
+    db.execute("INSERT INTO apps (name, created_at) VALUES ('shop', '2026-01-01T00:00:00+00:00')")
+    db.execute("INSERT INTO dynos (id, app, type, idx, release, host, port, size, unit, created_at)"
+               " VALUES ('d1', 'shop', 'web', 1, 3, 'node1', 5001, 'standard-2x', 'u', '2026-01-01T00:00:00+00:00')")  # fmt: skip
+    db.commit()
+    db.close()
+    before = int(time.time())
+    store = Store(tmp_path / "state.db")
+    try:
+        [i] = store.usage("shop", 0.0, 2 * T0)
+        assert (i.dyno, i.type, i.size, i.kind, i.host, i.release, i.stopped_at) == ("web.1", "web", "standard-2x", "formation", "node1", 3, None)
+        assert before <= i.started_at <= time.time()
+    finally:
+        store.close()
