@@ -1316,6 +1316,8 @@ domains_ns = Collection("domains", domains_list, domains_add, domains_remove)
 domains_ns.default = "domains"
 maintenance_ns = Collection("maintenance", maintenance_on, maintenance_off)
 router_ns = Collection("router", router_sync)
+
+
 @task(name="usage", help={"app": "the app (a destroyed one too)", "all": "every app, destroyed ones too",
                            "month": "a UTC month, YYYY-MM (default: this one)", "json": "print JSON"})  # fmt: skip
 @fleet_task()

@@ -240,7 +240,7 @@ class Reconciler:
                 self.records[d.id] = d
                 self.made[(d.app, d.type, d.index, d.release, d.host)] = d
             rollout.start_dynos(fleet, self.inv, release, placed)
-            for d in placed:
+            for d in recs:
                 if d not in new:  # a placed dyno whose unit was gone, started again: a new stretch of its usage
                     store.usage_restarted(d.id)
             for s in steps:

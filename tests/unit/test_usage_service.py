@@ -139,6 +139,12 @@ def test_a_dyno_on_a_host_found_down_stops_counting_then_and_its_replacement_sta
     assert stretches(fleet) == [("worker.1", "formation", "node1", 0.0, 20.0), ("worker.1", "formation", "node2", 20.0, None)]
 
 
+def test_a_drain_moves_a_dyno_its_old_stretch_ends_and_the_new_one_starts(fleet: Fleet, clock: Clock) -> None:
+    clock.now = T0 + 70
+    assert manager.set_draining(fleet, "node1", True, lambda s: None) == 0
+    assert stretches(fleet) == [("worker.1", "formation", "node1", 0.0, 70.0), ("worker.1", "formation", "node2", 70.0, None)]
+
+
 def test_an_attached_one_off_counts_until_its_command_returns(fleet: Fleet, hosts: RunningHosts, clock: Clock) -> None:
     hosts.run_takes = 3.0
     clock.now = T0 + 100
