@@ -14,7 +14,7 @@ import re
 import socket
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from fleet.errors import FleetError, LockHeld
+from fleet.metering import Interval
 from fleet.model import App, Build, DynoRecord, Release
 from fleet.scheduler import Job, Run
 from fleet.stack import DEFAULT_STACK
@@ -223,6 +224,28 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX scheduler_runs_by_job ON scheduler_runs (job_id, id);
     """,
+    """
+    CREATE TABLE dyno_usage (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        app TEXT NOT NULL,
+        dyno_id TEXT NOT NULL,
+        dyno TEXT NOT NULL,
+        type TEXT NOT NULL,
+        size TEXT NOT NULL,
+        host TEXT NOT NULL,
+        release INTEGER NOT NULL,
+        unit TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('formation', 'run', 'release', 'scheduler')),
+        attached INTEGER NOT NULL DEFAULT 0,
+        started_at REAL NOT NULL,
+        stopped_at REAL
+    );
+    CREATE INDEX dyno_usage_open ON dyno_usage (dyno_id) WHERE stopped_at IS NULL;
+    CREATE INDEX dyno_usage_by_app ON dyno_usage (app, started_at);
+    INSERT INTO dyno_usage (app, dyno_id, dyno, type, size, host, release, unit, kind, started_at)
+        SELECT app, id, type || '.' || idx, type, size, host, release, unit, 'formation', CAST(strftime('%s', 'now') AS REAL)
+        FROM dynos;
+    """,
 )
 #: The lines of an app's stream that fleet itself writes (app[api], the manager's fleet[web.1]): the last this many.
 APP_LOG_KEPT = 10_000
@@ -286,6 +309,8 @@ class Store:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._held: set[str] = set()
+        #: when dyno usage starts and stops (seconds since the epoch); tests put a fake clock here
+        self.clock: Callable[[], float] = time.time
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(path), timeout=10.0, isolation_level=None, check_same_thread=False)
         os.chmod(path, 0o600)
@@ -383,7 +408,9 @@ class Store:
         return [_app(r) for r in rows]
 
     def delete_app(self, name: str) -> None:
+        """The app and its dynos go; its dyno usage stays (and stops counting now: destroy stops every unit of it)."""
         with self.transaction() as db:
+            _stop_usage(db, "app = ?", (name,), self.clock())
             db.execute("DELETE FROM apps WHERE name = ?", (name,))
 
     def add_build(self, build: Build) -> Build:
@@ -519,7 +546,7 @@ class Store:
 
     def add_dyno(self, d: DynoRecord) -> None:
         with self.transaction() as db:
-            _insert_dyno(db, d)
+            _insert_dyno(db, d, self.clock())
 
     def add_dyno_on_free_port(self, d: DynoRecord, ports: range, busy: set[int]) -> DynoRecord:
         """Record a web dyno on the lowest port of ``ports`` that no dyno in state holds on its host
@@ -531,7 +558,7 @@ class Store:
             if port is None:
                 raise FleetError(f"no free dyno port left on {d.host} ({ports.start}-{ports.stop - 1})")
             placed = replace(d, port=port)
-            _insert_dyno(db, placed)
+            _insert_dyno(db, placed, self.clock())
         return placed
 
     def app_uid(self, app: str) -> int:
@@ -547,7 +574,56 @@ class Store:
 
     def remove_dyno(self, dyno_id: str) -> None:
         with self.transaction() as db:
+            _stop_usage(db, "dyno_id = ?", (dyno_id,), self.clock())
             db.execute("DELETE FROM dynos WHERE id = ?", (dyno_id,))
+
+    # -- dyno usage: one row per stretch of a dyno's life -------------------------------------------------------------
+    # A formation dyno's row opens when it is recorded (add_dyno, in the same transaction) and closes when it is
+    # removed (remove_dyno), stopped by an operator (usage_stopped), or its host is found down (put_host_probe);
+    # a restart in place (an operator's, a crash restart, a start of a placed dyno whose unit was gone) closes the
+    # open row and opens another (usage_restarted). One-off dynos (run, release, scheduler) are opened and closed
+    # by their callers (usage_run_started, usage_run_stopped), or by the manager's pass seeing their unit gone.
+    def usage_restarted(self, dyno_id: str) -> None:
+        """A placed dyno (re)started in place: its open row, if any, ends now and a new one starts."""
+        with self.transaction() as db:
+            now = self.clock()
+            _stop_usage(db, "dyno_id = ?", (dyno_id,), now)
+            row = db.execute("SELECT * FROM dynos WHERE id = ?", (dyno_id,)).fetchone()
+            if row is not None:
+                _start_usage(db, _dyno(row), "formation", False, now)
+
+    def usage_stopped(self, dyno_ids: list[str]) -> None:
+        """Placed dynos an operator stopped (ps.stop): they stop counting until they are restarted."""
+        with self.transaction() as db:
+            for dyno_id in dyno_ids:
+                _stop_usage(db, "dyno_id = ?", (dyno_id,), self.clock())
+
+    def usage_run_started(self, d: DynoRecord, kind: str, attached: bool) -> int:
+        """A one-off dyno started (``attached``: its caller waits for it and says when it ended); the row's id."""
+        with self.transaction() as db:
+            return _start_usage(db, d, kind, attached, self.clock())
+
+    def usage_run_stopped(self, usage_id: int, at: float | None = None) -> None:
+        with self.transaction() as db:
+            _stop_usage(db, "id = ?", (usage_id,), self.clock() if at is None else at)
+
+    def open_runs(self) -> list[tuple[int, str, str, float, bool]]:
+        """(id, host, unit, started_at, attached) of the one-off dynos still counting."""
+        rows = self.db.execute("SELECT id, host, unit, started_at, attached FROM dyno_usage WHERE stopped_at IS NULL"
+                               " AND kind != 'formation' ORDER BY id").fetchall()  # fmt: skip
+        return [(r[0], r[1], r[2], float(r[3]), bool(r[4])) for r in rows]
+
+    def usage(self, app: str | None, start: float, end: float) -> list[Interval]:
+        """The stretches of one app's dynos (or every app's, destroyed apps too) that overlap [start, end)."""
+        where, args = ("app = ? AND ", (app,)) if app else ("", ())
+        rows = self.db.execute(f"SELECT * FROM dyno_usage WHERE {where}started_at < ? AND (stopped_at IS NULL OR stopped_at >= ?)"
+                               " ORDER BY id", (*args, end, start)).fetchall()  # fmt: skip
+        return [Interval(r["app"], r["dyno"], r["type"], r["size"], r["kind"], r["host"], r["release"], float(r["started_at"]),
+                         None if r["stopped_at"] is None else float(r["stopped_at"])) for r in rows]  # fmt: skip
+
+    def usage_apps(self) -> set[str]:
+        """Apps with dyno usage recorded (destroyed ones too)."""
+        return {r[0] for r in self.db.execute("SELECT DISTINCT app FROM dyno_usage")}
 
     # -- hosts: health the manager's probes saw, drains an operator asked for ------------------
     def hosts(self) -> dict[str, HostRecord]:
@@ -559,9 +635,12 @@ class Store:
         return self.hosts().get(name) or HostRecord(name, "up", 0, "", False, "")
 
     def put_host_probe(self, name: str, health: str, misses: int, detail: str = "") -> None:
-        """What the manager's probe concluded for a host (``fleet.dyno.plan.after_probe``)."""
+        """What the manager's probe concluded for a host (``fleet.dyno.plan.after_probe``); a host found down stops
+        its dynos' usage now (they are replaced elsewhere, or started again after it is fenced)."""
         with self.transaction() as db:
             row = db.execute("SELECT health, changed_at FROM hosts WHERE name = ?", (name,)).fetchone()
+            if health == "down" and (row is None or row["health"] != "down"):
+                _stop_usage(db, "host = ?", (name,), self.clock())
             changed = row["changed_at"] if row is not None and row["health"] == health else utcnow()
             db.execute(
                 "INSERT INTO hosts (name, health, misses, changed_at, detail) VALUES (?, ?, ?, ?, ?) ON CONFLICT (name)"
@@ -842,11 +921,31 @@ def _at(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
 
 
-def _insert_dyno(db: sqlite3.Connection, d: DynoRecord) -> None:
+def _insert_dyno(db: sqlite3.Connection, d: DynoRecord, at: float) -> None:
     db.execute(
         "INSERT INTO dynos (id, app, type, idx, release, host, port, size, unit, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (d.id, d.app, d.type, d.index, d.release, d.host, d.port, d.size, d.unit, d.created_at),
     )
+    _start_usage(db, d, "formation", False, at)
+
+
+def _start_usage(db: sqlite3.Connection, d: DynoRecord, kind: str, attached: bool, at: float) -> int:
+    cur = db.execute(
+        "INSERT INTO dyno_usage (app, dyno_id, dyno, type, size, host, release, unit, kind, attached, started_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (d.app, d.id, d.name, d.type, d.size, d.host, d.release, d.unit, kind, int(attached), at),
+    )
+    assert cur.lastrowid is not None
+    return int(cur.lastrowid)
+
+
+def _stop_usage(db: sqlite3.Connection, where: str, args: tuple[object, ...], at: float) -> None:
+    """End the open rows that match; never before they started."""
+    db.execute(f"UPDATE dyno_usage SET stopped_at = MAX(started_at, ?) WHERE stopped_at IS NULL AND {where}", (at, *args))
+
+
+def _dyno(r: sqlite3.Row) -> DynoRecord:
+    return DynoRecord(r["id"], r["app"], r["type"], r["idx"], r["release"], r["host"], r["port"], r["size"], r["unit"], r["created_at"])
 
 
 def _release(r: sqlite3.Row) -> Release:

@@ -1396,10 +1396,36 @@ domains_ns = Collection("domains", domains_list, domains_add, domains_remove)
 domains_ns.default = "domains"
 maintenance_ns = Collection("maintenance", maintenance_on, maintenance_off)
 router_ns = Collection("router", router_sync)
+
+
+@task(name="usage", help={"app": "the app (a destroyed one too)", "all": "every app, destroyed ones too",
+                           "month": "a UTC month, YYYY-MM (default: this one)", "json": "print JSON"})  # fmt: skip
+@fleet_task()
+def usage_task(c: Context, app: str = "", all_: bool = False, month: str = "", json_: bool = False) -> None:
+    """Dyno hours of an app (or of every app) in a month, by kind, type and size: one-off dynos included."""
+    import time
+
+    from fleet.metering import render
+    from fleet.services import metering
+
+    if bool(app) == all_:
+        raise UsageError("say which app (`fleet usage -a APP`) or every app (`fleet usage --all`)")
+    fleet = Fleet.open(executor=RecordingExecutor())
+    try:
+        report = metering.report(fleet, app or None, month or None, time.time())
+    finally:
+        fleet.close()
+    if json_:
+        _json(report.to_dict())
+        return
+    for line in render(report):
+        _out(line)
+
+
 ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns, drains_ns,
                 scheduler_ns, buildpacks_ns, stacks_ns, stack_ns,
                 audit, builds_list, deploy,
-                rollback, run_task, open_app, logs_task, shell_task)  # fmt: skip
+                rollback, run_task, open_app, logs_task, shell_task, usage_task)  # fmt: skip
 releases_ns.default = "releases"
 config_ns.default = "config"
 ps_ns.default = "ps"

@@ -173,7 +173,8 @@ def _is_number(tok: str) -> bool:
 
 
 def _has_app(cmd: Command, split: Split) -> bool:
-    if any(cmd.flag_of(f) in ("-a", "--app") for f in split.flags if f.startswith("-")):
+    """-a APP given, or (usage --all) every app asked for instead."""
+    if any(cmd.flag_of(f) in ("-a", "--app", "--all") for f in split.flags if f.startswith("-")):
         return True
     if "app" in cmd.positionals and cmd.name not in VARIADIC:
         return len(split.words) > cmd.positionals.index("app")

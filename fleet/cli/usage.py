@@ -77,6 +77,7 @@ USAGE: dict[str, tuple[str, str]] = {
     "manager.status": ("[--json] [--passes N]", ""),
     "manager.install": ("[--watch SECONDS]", ""),
     "manager.uninstall": ("", ""),
+    "usage": ("-a APP|--all [--month YYYY-MM] [--json]", "-a myapp --month 2026-01"),
 }
 
 # fleet's own options (fleet.program.FleetProgram.core_args), as `fleet --help` shows them

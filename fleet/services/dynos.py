@@ -118,6 +118,7 @@ def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> list[str
             fleet.executor.run(inv.node(host), ("systemctl", "stop", *units), timeout=90)
             # how the process took SIGTERM is not a crash: a stopped dyno is down
             fleet.executor.run(inv.node(host), ("systemctl", "reset-failed", *units), check=False)
+            fleet.store.usage_stopped([d.id for d in ds])  # until the dyno manager starts them again
         on_line(f"Stopping {', '.join(d.name for d in chosen)}... done")
     return [d.name for d in chosen]
 

@@ -121,8 +121,11 @@ class Pass(Reconciler):
         try:
             with ExitStack() as locks:
                 self.probed_at = time.time()
+                looked = self.fleet.store.clock()
                 self.probe()
                 self.now = time.time()
+                if not self.dry_run:
+                    self.end_runs(looked)
                 # first without any app's lock (an idle pass never gets in an operator's way), then, if there
                 # is something to do, again under the locks of the apps no live command holds
                 desired, observed = self.gather(held=set(), acting=False)
@@ -185,6 +188,23 @@ class Pass(Reconciler):
         for event in events:
             self.act("scheduler", event.app, event.host, event.text)
         self.report.errors += errors
+
+    def end_runs(self, looked: float) -> None:
+        """One-off dynos whose unit is gone (or no longer active) on a host that answered stop counting: a detached
+        one when this pass looked (``looked``: before the probe); an attached one is its caller's to end, unless it
+        outlived run_max_seconds (its caller was killed): then it ran at most that long."""
+        longest = self.fleet.settings.run_max_seconds
+        for usage_id, host, unit, started_at, attached in self.fleet.store.open_runs():
+            view = self.views.get(host)
+            if view is None:  # not answering: its usage ends when the host is found down
+                continue
+            seen = view.units.get(unit)
+            if seen is not None and seen.active in ("active", "activating", "deactivating", "reloading"):
+                continue
+            if attached and looked - started_at > longest + 60:
+                self.fleet.store.usage_run_stopped(usage_id, at=started_at + longest)
+            elif not attached and started_at < looked:
+                self.fleet.store.usage_run_stopped(usage_id, at=looked)
 
     def lock_apps(self, locks: ExitStack) -> set[str]:
         """Take every app's lock that no live command holds; the others sit this pass out."""

@@ -19,7 +19,7 @@ from fleet.dyno.units import (
 )
 from fleet.errors import FleetError, UsageError
 from fleet.logs import clean
-from fleet.model import Inventory, Node, Release, new_dyno_id
+from fleet.model import DynoRecord, Inventory, Node, Release, new_dyno_id
 from fleet.services import logs
 from fleet.services.hosts import host_memory, usable_hosts
 from fleet.services.shipping import prepare_hosts
@@ -79,7 +79,11 @@ def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
     command = release.types["release"]
     argv = systemd_run_argv(spec, command, "pipe", fleet.settings.run_max_seconds)
     logs.say(fleet, release.app, spec.name, f"Starting process with command `{command}`")
-    res = fleet.executor.run(host, argv, timeout=3600, check=False)
+    usage = fleet.store.usage_run_started(_record(spec, host), "release", attached=True)
+    try:
+        res = fleet.executor.run(host, argv, timeout=3600, check=False)
+    finally:
+        fleet.store.usage_run_stopped(usage)  # the release phase ran in the foreground: it ended when this returned
     output = (res.stdout + res.stderr).splitlines()
     for line in output:
         on_line(f"       {line}")
@@ -88,15 +92,19 @@ def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
 
 
 def start_detached(fleet: Fleet, release: Release, command: str, kind: str, max_seconds: float, collect: bool = True) -> tuple[DynoSpec, Node]:
-    """Start a one-off dyno (``kind``.N) of the release on the host with the most memory free; it runs on its own."""
+    """Start a one-off dyno (``kind``.N) of the release on the host with the most memory free; it runs on its own
+    (its usage, as ``kind``, ends when the dyno manager's pass sees its unit no longer active)."""
     host = _run_host(fleet, fleet.inventory())
     prepare_hosts(fleet, [host], release, lambda line: None)
     spec = _one_off(fleet, release, kind)
     fleet.executor.run(host, systemd_run_argv(spec, command, "detached", max_seconds, collect))
+    fleet.store.usage_run_started(_record(spec, host), kind, attached=False)
     return spec, host
 
 
-def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Output) -> int:
+def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Output, kind: str = "run") -> int:
+    """A one-off dyno; its usage is recorded as ``kind`` (run, or scheduler for a scheduled job): an attached one
+    until the command returns, a detached one until the dyno manager's pass sees its unit gone."""
     if not command or not any(c.strip() for c in command):
         raise UsageError("fleet run needs a command, e.g. `fleet run -a APP -- python manage.py migrate`")
     cmd = command[0] if len(command) == 1 else shlex.join(command)
@@ -108,7 +116,17 @@ def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Out
     logs.api(fleet, app, f"Starting process with command `{cmd}` ({spec.name})")
     if detached:
         fleet.executor.run(host, systemd_run_argv(spec, cmd, "detached", fleet.settings.run_max_seconds))
+        fleet.store.usage_run_started(_record(spec, host), kind, attached=False)
         on_line(f"Running `{cmd}` detached on {app}... up, {spec.name} on {host.name}; its output goes to the logs")
         return 0
     mode = "pty" if sys.stdin.isatty() and sys.stdout.isatty() else "pipe"
-    return fleet.executor.interactive(host, systemd_run_argv(spec, cmd, mode, fleet.settings.run_max_seconds), tty=mode == "pty")
+    usage = fleet.store.usage_run_started(_record(spec, host), kind, attached=True)
+    try:
+        return fleet.executor.interactive(host, systemd_run_argv(spec, cmd, mode, fleet.settings.run_max_seconds), tty=mode == "pty")
+    finally:
+        fleet.store.usage_run_stopped(usage)
+
+
+def _record(spec: DynoSpec, host: Node) -> DynoRecord:
+    """A one-off dyno as its usage row names it (it is not placed: the store's dynos table never holds it)."""
+    return DynoRecord(spec.dyno_id, spec.app, spec.type, spec.index, spec.release, host.name, None, spec.size, spec.unit, "")

@@ -240,6 +240,9 @@ class Reconciler:
                 self.records[d.id] = d
                 self.made[(d.app, d.type, d.index, d.release, d.host)] = d
             rollout.start_dynos(fleet, self.inv, release, placed)
+            for d in recs:
+                if d not in new:  # a placed dyno whose unit was gone, started again: a new stretch of its usage
+                    store.usage_restarted(d.id)
             for s in steps:
                 one = self.resolve(s.dyno)
                 if one is not None and one in placed:
@@ -289,6 +292,7 @@ class Reconciler:
             fleet.executor.run(node, ("systemctl", "reset-failed", d.unit), check=False)
             fleet.executor.run(node, ("systemctl", "restart", d.unit), timeout=90)
             store.set_dyno_restarts(d.id, step.attempt, self.now)
+            store.usage_restarted(d.id)
             # (a kill at the memory limit was said by the unit itself: R15, see fleet.dyno.units.R15_REPORT)
             self.act("restart", d.app, d, f"{d.app}: {d.name} on {d.host}: {step.reason}",
                      journal=["State changed from crashed to starting" if step.attempt else "Restarting"])  # fmt: skip
