@@ -291,3 +291,54 @@ def test_the_tables_and_the_state_db_mode(fleet: Fleet) -> None:
     assert (fleet.settings.state_db.stat().st_mode & 0o777) == 0o600
     with pytest.raises(sqlite3.IntegrityError):  # an add-on's app cannot vanish under it
         fleet.store.db.execute("INSERT INTO addons VALUES ('x', 'postgres', 'mini', 'nope', 'db1', 'a', 'r', 'p', 't')")
+
+
+# -- the commands ------------------------------------------------------------------------------------------------
+def test_create_command_audits_the_name_never_the_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    from invoke.context import Context
+
+    from fleet import tasks
+
+    (tmp_path / "inventory.yml").write_text(INVENTORY)
+    monkeypatch.setenv("FLEET_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FLEET_INVENTORY", str(tmp_path / "inventory.yml"))
+    opened = Fleet.open
+
+    def recording(settings: Settings | None = None, executor: object = None, source: str | None = None) -> Fleet:
+        return opened(settings, RecordingExecutor(), source)
+
+    monkeypatch.setattr(Fleet, "open", staticmethod(recording))
+    f = Fleet.open()
+    f.store.create_app("shop")
+    f.close()
+    tasks.addons_create(Context(), app="shop", service="postgres", json_=True)
+    printed = capsys.readouterr()
+    f = Fleet.open()
+    try:
+        [addon] = records.addons(f.store)
+        entry = f.store.audit_entries()[-1]
+    finally:
+        f.close()
+    assert (entry.command, entry.outcome, entry.detail) == ("addons.create", "ok", addon.name)
+    assert entry.args == {"app": "shop", "service": "postgres", "json_": True}
+    assert addon.password not in printed.out + printed.err
+    assert '"name": "' + addon.name in printed.out
+
+
+def test_usage_errors_exit_2_in_one_line(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    fleet_bin = str(Path(sys.executable).parent / "fleet")
+    env = {**os.environ, "FLEET_HOME": str(tmp_path)}
+    env.pop("FLEET_INVENTORY", None)
+    subprocess.run([fleet_bin, "apps:create", "shop"], env=env, check=True, capture_output=True, timeout=60)
+    for args, message in {
+        ("addons:create", "redis", "-a", "shop"): "no add-on service 'redis'; services: postgres",
+        ("addons:create", "postgres", "-a", "shop", "--plan", "huge"): "postgres has no plan 'huge'; plans: mini, basic",
+        ("addons:destroy", "postgres-1", "-a", "shop", "--confirm", "shop"): "shop has no add-on 'postgres-1'; `fleet addons -a shop` lists them",
+    }.items():
+        res = subprocess.run([fleet_bin, *args], env=env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert (res.returncode, res.stderr, res.stdout) == (2, f"fleet: error: {message}\n", ""), args
