@@ -20,11 +20,12 @@ import yaml
 
 from fleet.errors import ConfigError
 from fleet.model import (
+    ADDON_GROUP,
     ADDRESS_RE,
     DYNO_GROUP,
+    FLEET_GROUPS,
     HOST_NAME_RE,
     HOST_NAME_RULE,
-    ROUTER_GROUP,
     USER_RE,
     Capacity,
     Inventory,
@@ -34,6 +35,10 @@ from fleet.model import (
 GROUP_KEYS = {"hosts", "vars", "children"}
 GROUP_NAME_RULE = "letters, digits and underscores, not starting with a digit"
 
+
+#: The network fleet's hosts talk over (CIDR): the postgres role lets add-on clients in from it only. Required for
+#: add-on hosts; the lab sets it to its bridge's subnet.
+HOST_NETWORK_VAR = "fleet_host_network"
 
 #: The router role's variable for where HAProxy's stats page and Prometheus exporter listen.
 METRICS_ADDRESS_VAR = "fleet_router_metrics_address"
@@ -210,8 +215,10 @@ class _Walker:
             memory_mb=None if mem is None else _int(mem, 64, 64 * 1024 * 1024, kp("fleet_memory_mb"), self),
             max_dynos=None if max_dynos is None else _int(max_dynos, 0, 100_000, kp("fleet_max_dynos"), self),
         )
-        fleet_groups = tuple(g for g in groups if g in (DYNO_GROUP, ROUTER_GROUP))
-        other = tuple(g for g in groups if g not in (DYNO_GROUP, ROUTER_GROUP, "all"))
+        if ADDON_GROUP in groups:
+            _host_network(hvars.get(HOST_NETWORK_VAR), kp(HOST_NETWORK_VAR), self)
+        fleet_groups = tuple(g for g in groups if g in FLEET_GROUPS)
+        other = tuple(g for g in groups if g not in (*FLEET_GROUPS, "all"))
         return Node(
             name=name,
             address=address,
@@ -233,6 +240,17 @@ def _int(value: Any, lo: int, hi: int, key_path: str, walker: _Walker) -> int:
     if not lo <= n <= hi:
         raise walker.err(key_path, f"must be a whole number from {lo} to {hi}, got {n}")
     return n
+
+
+def _host_network(value: Any, key_path: str, walker: _Walker) -> str:
+    import ipaddress
+
+    if value is None:
+        raise walker.err(key_path, "an add-on host needs it: the network its clients (dyno hosts) connect from, e.g. 10.0.0.0/24")
+    try:
+        return str(ipaddress.ip_network(str(value), strict=True))
+    except ValueError:
+        raise walker.err(key_path, f"must be a network such as 10.0.0.0/24 (host bits zero), got {value!r}") from None
 
 
 def _kind(value: Any) -> str:

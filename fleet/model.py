@@ -16,7 +16,9 @@ from fleet.stack import DEFAULT_STACK
 #: Inventory groups fleet understands (Ansible group names: no dashes).
 DYNO_GROUP = "dyno_hosts"
 ROUTER_GROUP = "router_hosts"
-FLEET_GROUPS = (DYNO_GROUP, ROUTER_GROUP)
+#: Hosts that run add-on services (PostgreSQL: roles/postgres); a host may be in several groups.
+ADDON_GROUP = "addon_hosts"
+FLEET_GROUPS = (DYNO_GROUP, ROUTER_GROUP, ADDON_GROUP)
 
 # A host name as it appears in the inventory: also used in unit names,
 # log lines and file names, so kept to a DNS-label-like alphabet.
@@ -189,6 +191,10 @@ class Node:
     @property
     def is_router(self) -> bool:
         return ROUTER_GROUP in self.groups
+
+    @property
+    def is_addon_host(self) -> bool:
+        return ADDON_GROUP in self.groups
 
     @property
     def known_hosts_name(self) -> str:

@@ -246,6 +246,27 @@ MIGRATIONS: tuple[str, ...] = (
         SELECT app, id, type || '.' || idx, type, size, host, release, unit, 'formation', CAST(strftime('%s', 'now') AS REAL)
         FROM dynos;
     """,
+    """
+    CREATE TABLE addons (
+        name TEXT PRIMARY KEY,
+        service TEXT NOT NULL,
+        plan TEXT NOT NULL,
+        app TEXT NOT NULL REFERENCES apps(name),
+        host TEXT NOT NULL,
+        address TEXT NOT NULL,
+        resource TEXT NOT NULL UNIQUE,
+        password TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    );
+    CREATE TABLE addon_attachments (
+        addon TEXT NOT NULL REFERENCES addons(name) ON DELETE CASCADE,
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        PRIMARY KEY (app, name),
+        UNIQUE (addon, app)
+    );
+    """,
 )
 #: The lines of an app's stream that fleet itself writes (app[api], the manager's fleet[web.1]): the last this many.
 APP_LOG_KEPT = 10_000

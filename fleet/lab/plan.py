@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleet.model import DYNO_GROUP, ROUTER_GROUP, Node
+from fleet.model import ADDON_GROUP, DYNO_GROUP, ROUTER_GROUP, Node
 from fleet.stack import APT_CACHE_PORT
 
 LAB_DIR = Path("/var/lib/fleet-lab")
@@ -20,6 +20,9 @@ BRIDGE = "fleetbr0"
 SUBNET_PREFIX = "169.254.77"
 HOST_ADDRESS = f"{SUBNET_PREFIX}.1"
 PREFIX_LEN = 24
+#: The lab's host network, where the nodes (and the bridge) have their addresses.
+HOST_NETWORK = f"{SUBNET_PREFIX}.0/{PREFIX_LEN}"
+ADDON_NODE_INDEX = 3
 MAX_NODES = 20
 
 #: What a bare lab host has before nodes.provision, as a minimal Debian cloud image: the base system, systemd,
@@ -90,6 +93,11 @@ class LabNode:
         return self.index == 1
 
     @property
+    def is_addon_host(self) -> bool:
+        """node3 also runs the add-on services (PostgreSQL): every provisioning of a lab of 3 or more installs it there."""
+        return self.index == ADDON_NODE_INDEX
+
+    @property
     def dir(self) -> Path:
         return LAB_DIR / "nodes" / self.name
 
@@ -108,7 +116,9 @@ class LabNode:
         return f"vb-{self.name}"
 
     def as_node(self) -> Node:
-        groups = (DYNO_GROUP, ROUTER_GROUP) if self.is_router else (DYNO_GROUP,)
+        groups: tuple[str, ...] = (DYNO_GROUP, ROUTER_GROUP) if self.is_router else (DYNO_GROUP,)
+        if self.is_addon_host:
+            groups += (ADDON_GROUP,)
         return Node(name=self.name, address=self.address, groups=groups, key_file=str(lab_key_file()))
 
     @classmethod
@@ -144,6 +154,8 @@ def lab_inventory_vars() -> dict[str, object]:
         "fleet_lab": True,
         # dynos may not reach the control machine (its sshd, git): here, the bridge's address
         "fleet_control_addresses": [HOST_ADDRESS],
+        # add-on clients connect from here (roles/postgres' pg_hba.conf)
+        "fleet_host_network": HOST_NETWORK,
     }
 
 

@@ -130,6 +130,11 @@ def destroy(fleet: Fleet, name: str, confirm: str) -> list[str]:
     app = fleet.store.app(name)
     if confirm != name:
         raise UsageError(f"destroying {name} deletes its builds and repository; confirm with `--confirm {name}`")
+    from fleet.addons import store as addon_records
+
+    owned = [a.name for a in addon_records.addons(fleet.store, app.name) if a.app == app.name]
+    if owned:
+        raise UsageError(f"{name} has add-ons ({', '.join(owned)}); destroy them first: `fleet addons.destroy NAME -a {name} --confirm {name}`")
     from fleet.services import router, shipping
 
     with fleet.store.lock(f"app:{app.name}", "apps.destroy"):

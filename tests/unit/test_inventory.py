@@ -416,7 +416,51 @@ def test_render_then_parse_gives_equal_lab_nodes() -> None:
     inv = parse_inventory(text, "lab.yml")
     assert inv.nodes == nodes
     assert dict(inv.vars) == lab_inventory_vars()
-    assert [n.groups for n in inv.nodes] == [("dyno_hosts", "router_hosts"), ("dyno_hosts",), ("dyno_hosts",)]
+    assert [n.groups for n in inv.nodes] == [("dyno_hosts", "router_hosts"), ("dyno_hosts",), ("dyno_hosts", "addon_hosts")]
+    assert [n.is_addon_host for n in inv.nodes] == [False, False, True]
+    assert dict(inv.vars)["fleet_host_network"] == "169.254.77.0/24"
+
+
+# -- addon_hosts -------------------------------------------------------------------------
+ADDON_INVENTORY = """\
+all:
+  vars:
+    fleet_host_network: 10.0.0.0/24
+  children:
+    dyno_hosts:
+      hosts:
+        a: {ansible_host: 10.0.0.1}
+        b: {ansible_host: 10.0.0.2}
+    addon_hosts:
+      hosts:
+        b: {}
+        db1: {ansible_host: 10.0.0.9}
+"""
+
+
+def test_addon_hosts_group_a_host_in_several_groups() -> None:
+    inv = parse_inventory(ADDON_INVENTORY, "inv.yml")
+    assert [(n.name, n.groups) for n in inv.nodes] == [
+        ("a", ("dyno_hosts",)),
+        ("b", ("dyno_hosts", "addon_hosts")),
+        ("db1", ("addon_hosts",)),
+    ]
+    assert [n.name for n in inv.nodes if n.is_addon_host] == ["b", "db1"]
+    assert not inv.node("db1").is_dyno_host
+
+
+def test_addon_host_needs_a_host_network() -> None:
+    text = ADDON_INVENTORY.replace("  vars:\n    fleet_host_network: 10.0.0.0/24\n", "")
+    assert str(config_error(text)) == (
+        "inv.yml: all.children.dyno_hosts.hosts.b.fleet_host_network: an add-on host needs it: "
+        "the network its clients (dyno hosts) connect from, e.g. 10.0.0.0/24"
+    )
+
+
+@pytest.mark.parametrize("bad", ["10.0.0.1/24", "nonsense", "'10.0.0.0/33'"])
+def test_addon_host_network_must_be_a_network(bad: str) -> None:
+    err = config_error(ADDON_INVENTORY.replace("10.0.0.0/24", bad))
+    assert str(err).startswith("inv.yml: all.vars.fleet_host_network: must be a network such as 10.0.0.0/24 (host bits zero), got ")
 
 
 def test_render_then_parse_keeps_ports_and_other_groups() -> None:

@@ -61,8 +61,12 @@ def test_as_node() -> None:
         groups=("dyno_hosts", "router_hosts"),
         key_file="/var/lib/fleet-lab/id_ed25519",
     )
+    assert LabNode(2).as_node() == Node(
+        name="node2", address="169.254.77.12", groups=("dyno_hosts",), key_file="/var/lib/fleet-lab/id_ed25519"
+    )
+    # node3 also runs the add-ons (PostgreSQL)
     assert LabNode(3).as_node() == Node(
-        name="node3", address="169.254.77.13", groups=("dyno_hosts",), key_file="/var/lib/fleet-lab/id_ed25519"
+        name="node3", address="169.254.77.13", groups=("dyno_hosts", "addon_hosts"), key_file="/var/lib/fleet-lab/id_ed25519"
     )
     assert LabNode(3).as_node().known_hosts_name == "169.254.77.13"
 
