@@ -242,6 +242,12 @@ def history_file(settings: Settings) -> Path:
 
 def interactive(shell: Shell, settings: Settings) -> int:
     from prompt_toolkit import PromptSession
+
+    # Ctrl-C must stop a running command even when the shell was started with SIGINT blocked or ignored (both are
+    # inherited: `make test` ran it with SIGINT blocked, and every Ctrl-C stayed pending), as an interactive shell on
+    # a terminal does
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from prompt_toolkit.completion import CompleteEvent, Completer, Completion
     from prompt_toolkit.document import Document
     from prompt_toolkit.history import FileHistory
