@@ -298,7 +298,7 @@ def test_create_command_audits_the_name_never_the_password(tmp_path: Path, monke
                                                            capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
     from invoke.context import Context
 
-    from fleet import tasks
+    from fleet.tasks import addons as tasks
 
     (tmp_path / "inventory.yml").write_text(INVENTORY)
     monkeypatch.setenv("FLEET_HOME", str(tmp_path / "home"))
