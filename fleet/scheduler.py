@@ -23,7 +23,7 @@ EVERY: dict[str, int] = {"10m": 600, "1h": 3600, "1d": 86400}
 #: A run is stopped (SIGTERM, then SIGKILL) after its limit: by default 30 minutes or its interval, whichever is shorter.
 DEFAULT_LIMIT = 1800
 MAX_LIMIT = 86400
-MIN_LIMIT = 60
+MIN_LIMIT = 10
 LIMIT_RE = re.compile(r"([1-9][0-9]{0,4})([smh])")
 AT_RE = re.compile(r"(?:([0-9]{1,2})?):([0-9]{2})")
 #: Unit states (systemctl is-active) of a run that has not ended.
@@ -110,13 +110,13 @@ def at_offset(every: str, at: str) -> int:
 
 
 def parse_limit(text: str, every: str) -> int:
-    """--limit 45m (s, m or h; 1 minute to 24 hours); none given: 30 minutes, or the interval if shorter."""
+    """--limit 45m (s, m or h; 10 seconds to 24 hours); none given: 30 minutes, or the interval if shorter."""
     if not text:
         return min(DEFAULT_LIMIT, EVERY[every])
     m = LIMIT_RE.fullmatch(text)
     seconds = int(m.group(1)) * {"s": 1, "m": 60, "h": 3600}[m.group(2)] if m else 0
     if not MIN_LIMIT <= seconds <= MAX_LIMIT:
-        raise ScheduleError(f"--limit {text!r}: give a time from 1m to 24h, e.g. 45m or 2h")
+        raise ScheduleError(f"--limit {text!r}: give a time from 10s to 24h, e.g. 45m or 2h")
     return seconds
 
 

@@ -1,10 +1,12 @@
 """The scheduler on a real lab: a job run now (`scheduler:run`) as a one-off scheduler.N whose output reaches
 `fleet logs`, its end recorded by the manager's pass, a second run refused while one runs, and a run killed at its
-time limit said in the stream. When jobs fall due (their slots) is unit-tested with exact times
-(tests/unit/test_scheduler.py, test_scheduler_pass.py): a lab test cannot wait for a 10-minute boundary honestly."""
+time limit said in the stream, and a daily job started by crond's own pass at its --at minute (the next whole
+minute: not a compressed schedule). Every slot rule is unit-tested with exact times (tests/unit/test_scheduler.py,
+test_scheduler_pass.py)."""
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
 import time
@@ -86,12 +88,34 @@ def test_a_job_runs_as_a_one_off_whose_output_reaches_the_logs(lab: Path, app: s
     assert jobs(lab) == {}
 
 
-def test_a_run_is_not_started_twice_and_is_killed_at_its_limit(lab: Path, app: str) -> None:
-    job = add(lab, "--every", "1h", "--at", ":00", "--limit", "1m", "--", "sleep", "600")
-    dyno = run_now(lab, job)
-    res = run_fleet(lab, "scheduler:run", "-a", APP, str(job))
-    assert res.code == 1 and f"scheduler job {job} is still running ({dyno} on " in res.stderr, res.stderr
-    time.sleep(60)
-    until("the run killed at its limit", lambda: (jobs(lab)[job]["last_run"] or {}).get("result") == "timeout", 90, lab)  # type: ignore[union-attr]
-    assert f"fleet[{dyno}]: Process killed after its time limit (1m)" in stream(lab)
+def test_cron_starts_a_job_at_its_time_once_and_it_is_killed_at_its_limit(lab: Path, app: str) -> None:
+    """Not compressed: a daily job whose --at is the next whole minute at least 40 s away (UTC), started by crond's
+    own manager pass (`manager.install`), nobody else running a pass meanwhile."""
+    now = time.time()
+    due = (int(now) // 60 + 1) * 60
+    if due - now < 40:
+        due += 60
+    at = time.strftime("%H:%M", time.gmtime(due))
+    job = add(lab, "--every", "1d", "--at", at, "--limit", "20s", "--", "sleep", "600")
+    assert jobs(lab)[job]["next_due"] == time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(due)), jobs(lab)[job]
+    out = fleet_ok(lab, "manager.install", "--watch", "20")
+    try:
+        assert "installed /etc/cron.d/fleet-manager-" in out
+        until("cron started the job", lambda: jobs(lab)[job]["last_run"] is not None, due - time.time() + 60)
+        last = jobs(lab)[job]["last_run"]
+        assert isinstance(last, dict)
+        started = calendar.timegm(time.strptime(str(last["started_at"]), "%Y-%m-%d %H:%M:%S UTC"))
+        assert due <= started <= due + 25, (at, last)
+        dyno = str(last["dyno"])
+        assert re.fullmatch(r"scheduler\.\d+", dyno), last
+        # still running: an operator's run now is refused, and the next passes do not start it again
+        res = run_fleet(lab, "scheduler:run", "-a", APP, str(job))
+        assert res.code == 1 and f"scheduler job {job} is still running ({dyno} on " in res.stderr, res.stderr
+        until("the run killed at its limit", lambda: (jobs(lab)[job]["last_run"] or {}).get("result") == "timeout", 90)  # type: ignore[union-attr]
+        assert jobs(lab)[job]["last_run"]["dyno"] == dyno  # type: ignore[index]
+        assert f"fleet[{dyno}]: Process killed after its time limit (20s)" in stream(lab)
+        assert stream(lab).count(f"(scheduler job {job}, ") == 1
+    finally:
+        fleet_ok(lab, "manager.uninstall")
+        until("the last cron-started watcher ended", lambda: json.loads(fleet_ok(lab, "manager.status", "--json"))["lease"] is None, 60)
     fleet_ok(lab, "scheduler:remove", "-a", APP, str(job))

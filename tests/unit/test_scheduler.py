@@ -58,7 +58,8 @@ def test_at_is_utc_and_means_the_minute_for_hourly_jobs() -> None:
 def test_the_time_limit_defaults_to_30_minutes_or_the_interval() -> None:
     assert (parse_limit("", "10m"), parse_limit("", "1h"), parse_limit("", "1d")) == (600, 1800, 1800)
     assert (parse_limit("45m", "1h"), parse_limit("2h", "1d"), parse_limit("90s", "10m")) == (2700, 7200, 90)
-    for bad in ("0m", "30", "1d", "25h", "59s", "-5m", "1.5h"):
+    assert parse_limit("10s", "10m") == 10
+    for bad in ("0m", "30", "1d", "25h", "9s", "-5m", "1.5h"):
         with pytest.raises(ScheduleError, match="--limit"):
             parse_limit(bad, "1h")
 
