@@ -91,36 +91,41 @@ def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
     return res.code  # how it exited: systemd's line about its unit says it (fleet[release.N])
 
 
-def start_detached(fleet: Fleet, release: Release, command: str, kind: str, max_seconds: float, collect: bool = True) -> tuple[DynoSpec, Node]:
-    """Start a one-off dyno (``kind``.N) of the release on the host with the most memory free; it runs on its own
-    (its usage, as ``kind``, ends when the dyno manager's pass sees its unit no longer active)."""
+def _placed(fleet: Fleet, release: Release, kind: str) -> tuple[DynoSpec, Node]:
+    """A one-off dyno (``kind``.N) of the release, on the host with the most memory free, the release ready there."""
     host = _run_host(fleet, fleet.inventory())
     prepare_hosts(fleet, [host], release, lambda line: None)
-    spec = _one_off(fleet, release, kind)
+    return _one_off(fleet, release, kind), host
+
+
+def _detach(fleet: Fleet, spec: DynoSpec, host: Node, command: str, kind: str, max_seconds: float, collect: bool = True) -> None:
+    """Start it on its own; its usage, as ``kind``, ends when the dyno manager's pass sees its unit no longer active."""
     fleet.executor.run(host, systemd_run_argv(spec, command, "detached", max_seconds, collect))
     fleet.store.usage_run_started(_record(spec, host), kind, attached=False)
+
+
+def start_detached(fleet: Fleet, release: Release, command: str, kind: str, max_seconds: float, collect: bool = True) -> tuple[DynoSpec, Node]:
+    """Start a one-off dyno (``kind``.N) of the release that runs on its own (a scheduler job)."""
+    spec, host = _placed(fleet, release, kind)
+    _detach(fleet, spec, host, command, kind, max_seconds, collect)
     return spec, host
 
 
-def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Output, kind: str = "run") -> int:
-    """A one-off dyno; its usage is recorded as ``kind`` (run, or scheduler for a scheduled job): an attached one
-    until the command returns, a detached one until the dyno manager's pass sees its unit gone."""
+def run(fleet: Fleet, app: str, command: list[str], detached: bool, on_line: Output) -> int:
+    """A one-off dyno (run.N); its usage is recorded: an attached one until the command returns, a detached one until
+    the dyno manager's pass sees its unit gone."""
     if not command or not any(c.strip() for c in command):
         raise UsageError("fleet run needs a command, e.g. `fleet run -a APP -- python manage.py migrate`")
     cmd = command[0] if len(command) == 1 else shlex.join(command)
     release = current_or_fail(fleet, app)
-    inv = fleet.inventory()
-    host = _run_host(fleet, inv)
-    prepare_hosts(fleet, [host], release, lambda line: None)
-    spec = _one_off(fleet, release)
+    spec, host = _placed(fleet, release, "run")
     logs.api(fleet, app, f"Starting process with command `{cmd}` ({spec.name})")
     if detached:
-        fleet.executor.run(host, systemd_run_argv(spec, cmd, "detached", fleet.settings.run_max_seconds))
-        fleet.store.usage_run_started(_record(spec, host), kind, attached=False)
+        _detach(fleet, spec, host, cmd, "run", fleet.settings.run_max_seconds)
         on_line(f"Running `{cmd}` detached on {app}... up, {spec.name} on {host.name}; its output goes to the logs")
         return 0
     mode = "pty" if sys.stdin.isatty() and sys.stdout.isatty() else "pipe"
-    usage = fleet.store.usage_run_started(_record(spec, host), kind, attached=True)
+    usage = fleet.store.usage_run_started(_record(spec, host), "run", attached=True)
     try:
         return fleet.executor.interactive(host, systemd_run_argv(spec, cmd, mode, fleet.settings.run_max_seconds), tty=mode == "pty")
     finally:
