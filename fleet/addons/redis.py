@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from fleet.addons import PASSWORD_ALPHABET, Command, Plan, Resource
+from fleet.errors import FleetError
 
 #: Ports the add-ons of one host are given (roles/redis opens them to the host and dyno networks, roles/dyno_host
 #: lets dynos reach them): 621 add-ons per host.
@@ -61,7 +62,12 @@ def _port(resource: Resource) -> int:
 
 def _address(resource: Resource) -> str:
     """The host's fleet address, from the inventory: an IP address and nothing else reaches the conf."""
-    return str(ipaddress.ip_address(resource.address))
+    try:
+        return str(ipaddress.ip_address(resource.address))
+    except ValueError:
+        shown = repr(resource.address[:60])
+        raise FleetError(f"a Redis add-on listens on its host's inventory address, which must be an IP address: {resource.host} "
+                         f"has {shown}; set its ansible_host to the IP address dynos reach it at") from None  # fmt: skip
 
 
 def unit(resource: Resource) -> str:

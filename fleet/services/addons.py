@@ -143,9 +143,10 @@ def create(fleet: Fleet, app: str, service: str, plan: str | None, as_: str | No
         resource = Resource(new_resource_ident(app), new_password(), host.name, host.address, port)
         addon = Addon(f"{provider.name}-{secrets.token_hex(4)}", provider.name, chosen.name, app, host.name, host.address,
                       resource.ident, resource.password, utcnow(), port=port)  # fmt: skip
+        commands = provider.provision(resource, chosen)  # what is wrong with the plan or host shows before anything runs
         on_line(f"Creating {addon.name} ({provider.name}:{chosen.name}) on {host.name} for {app}...")
         try:
-            _run(fleet, host, provider.provision(resource, chosen), resource)
+            _run(fleet, host, commands, resource)
         except FleetError:
             _drop(fleet, host, provider, resource)  # what the commands before the failing one made (a role, a conf)
             raise

@@ -113,12 +113,23 @@ def test_backup_is_a_tarball_of_the_append_only_files() -> None:
         (Resource("fleet_x", PASSWORD, "db1", "192.0.2.9"), "a Redis add-on needs a port of 16379-16999, not None"),
         (Resource("fleet_x", PASSWORD, "db1", "192.0.2.9", 6379), "a Redis add-on needs a port of 16379-16999, not 6379"),
         (Resource("fleet_x", "pass word", "db1", "192.0.2.9", 16379), "an add-on password must be fleet's"),
-        (Resource("fleet_x", PASSWORD, "db1", "192.0.2.9\nloadmodule /tmp/x.so", 16379), "does not appear to be an IPv4 or IPv6"),
+        (Resource("fleet_x", PASSWORD, "db1", "192.0.2.9\nloadmodule /tmp/x.so", 16379),
+         "a Redis add-on listens on its host's inventory address, which must be an IP address: db1 has "
+         "'192.0.2.9\\nloadmodule /tmp/x.so'; set its ansible_host to the IP address dynos reach it at"),
     ],
 )  # fmt: skip
 def test_what_is_not_fleets_never_reaches_the_conf(resource: Resource, message: str) -> None:
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises((ValueError, FleetError), match=re.escape(message)):
         RedisProvider().provision(resource, PLANS["mini"])
+
+
+def test_an_addon_host_known_by_a_dns_name_is_refused_before_anything_runs(fleet: Fleet, tmp_path: Path) -> None:
+    (tmp_path / "inventory.yml").write_text(INVENTORY.replace("db1: {ansible_host: 192.0.2.9}", "db1: {ansible_host: db1.example.com}"))
+    before = snapshot(fleet)
+    with pytest.raises(FleetError, match=r"^a Redis add-on listens on its host's inventory address, which must be an IP address: "
+                                         r"db1 has 'db1.example.com'; set its ansible_host"):  # fmt: skip
+        addons.create(fleet, "shop", "redis", None, None, quiet)
+    assert snapshot(fleet) == before and calls(fleet) == []
 
 
 def test_a_resource_port_is_a_tcp_port() -> None:
