@@ -29,7 +29,8 @@ PORTS = range(16379, 17000)
 CONF_DIR = "/etc/redis"
 DATA_DIR = "/var/lib/redis"
 #: Debian's template unit (package redis-server): ExecStart reads /etc/redis/redis-%i.conf, runs as redis,
-#: Type=notify (a start returns once the server listens, or fails), writes only under /var/lib/redis.
+#: Type=notify (a start returns once the server listens, or fails); its data must be under /var/lib/redis (the system is
+#: read-only to it but for that, /var/log/redis, /etc/redis and its run directory).
 UNIT_TEMPLATE = "redis-server@{ident}.service"
 #: The app's commands: all but @dangerous (which holds every @admin one), then back the harmless ones apps use.
 ALLOWED = "~* &* +@all -@dangerous +info +keys +sort +sort_ro +flushdb +flushall +swapdb"

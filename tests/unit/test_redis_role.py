@@ -117,7 +117,7 @@ def test_the_template_unit_is_unmasked_and_the_data_dir_is_redis_own() -> None:
     unmask = task("Unmask redis-server@.service")
     assert unmask["ansible.builtin.file"] == {"path": "/etc/systemd/system/redis-server@.service", "state": "absent"}
     assert "lnk_source == '/dev/null'" in unmask["when"]
-    data = task("The add-ons' data directories live here (redis-server@.service may write only under /var/lib/redis)")
+    data = task("The add-ons' data directories live here (redis-server@.service may write data only under /var/lib/redis)")
     assert data["ansible.builtin.file"] == {"path": "/var/lib/redis", "state": "directory", "owner": "redis", "group": "redis",
                                             "mode": "0750"}  # fmt: skip
 
