@@ -267,6 +267,10 @@ MIGRATIONS: tuple[str, ...] = (
         UNIQUE (addon, app)
     );
     """,
+    """
+    ALTER TABLE addons ADD COLUMN port INTEGER;
+    CREATE UNIQUE INDEX addons_host_port ON addons (host, port) WHERE port IS NOT NULL;
+    """,
 )
 #: The lines of an app's stream that fleet itself writes (app[api], the manager's fleet[web.1]): the last this many.
 APP_LOG_KEPT = 10_000

@@ -1,8 +1,8 @@
 """Add-on providers: what a service offers (plans) and the commands that make, remove and back up one of its resources.
 
 Pure: a provider builds ``Command`` values (argv, and the stdin secrets travel on); ``fleet.services.addons`` runs
-them on an add-on host through the executor, stores the add-on and sets its config var. A new service is one module
-here with a provider, added to ``PROVIDERS``.
+them, in order, on an add-on host through the executor, stores the add-on and sets its config var. A new service is
+one module here with a provider, added to ``providers()``.
 """
 
 from __future__ import annotations
@@ -39,16 +39,22 @@ class Command:
 
 @dataclass(frozen=True)
 class Resource:
-    """What a provider made for one add-on: its identifier on the host, its password, where it is."""
+    """What a provider made for one add-on: its identifier on the host, its password, where it is.
+
+    ``port``: the one fleet gave it on its host, for a service that runs a server per add-on (``AddonProvider.ports``);
+    None for one whose add-ons share the service's port."""
 
     ident: str
     password: str
     host: str
     address: str
+    port: int | None = None
 
     def __post_init__(self) -> None:
-        if not RESOURCE_RE.fullmatch(self.ident):  # it reaches SQL as an identifier: fleet's own names only
+        if not RESOURCE_RE.fullmatch(self.ident):  # it reaches SQL, unit and file names: fleet's own names only
             raise ValueError(f"resource identifier {self.ident!r} is not fleet's")
+        if self.port is not None and not 1 <= self.port <= 65535:
+            raise ValueError(f"port {self.port!r} is not a TCP port")
 
 
 class AddonProvider(Protocol):
@@ -57,10 +63,16 @@ class AddonProvider(Protocol):
     default_plan: str
     #: the config var an attachment sets when no --as is given
     config_var_default: str
+    #: ports each add-on host gives out, one to each add-on (a server of its own); None: all share the service's port
+    ports: range | None
 
-    def provision(self, resource: Resource, plan: Plan) -> Command: ...
+    def provision(self, resource: Resource, plan: Plan) -> tuple[Command, ...]:
+        """Commands run in order; when one fails, ``deprovision``'s undo what the earlier ones made."""
+        ...
 
-    def deprovision(self, resource: Resource) -> Command: ...
+    def deprovision(self, resource: Resource) -> tuple[Command, ...]:
+        """Idempotent: run again after a failure (or on what was never made), they finish the job."""
+        ...
 
     def credentials(self, resource: Resource, *, masked: bool = False) -> str:
         """The URL an app connects with (the config var's value); ``masked``: with the password as ***."""
@@ -83,5 +95,6 @@ def new_password() -> str:
 
 def providers() -> dict[str, AddonProvider]:
     from fleet.addons.postgres import PostgresProvider
+    from fleet.addons.redis import RedisProvider
 
-    return {"postgres": PostgresProvider()}
+    return {"postgres": PostgresProvider(), "redis": RedisProvider()}

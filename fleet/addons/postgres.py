@@ -33,8 +33,9 @@ class PostgresProvider:
     plans: Mapping[str, Plan] = PLANS
     default_plan: str = "mini"
     config_var_default: str = "DATABASE_URL"
+    ports: range | None = None  # one server for every add-on, on PORT
 
-    def provision(self, resource: Resource, plan: Plan) -> Command:
+    def provision(self, resource: Resource, plan: Plan) -> tuple[Command, ...]:
         r = resource.ident
         sql = (
             # the server logs a failed statement, this one with its password: not in this session
@@ -44,12 +45,12 @@ class PostgresProvider:
             f'REVOKE ALL ON DATABASE "{r}" FROM PUBLIC;\n'
             f'GRANT ALL ON DATABASE "{r}" TO "{r}";\n'
         )
-        return Command(PSQL, sql)
+        return (Command(PSQL, sql),)
 
-    def deprovision(self, resource: Resource) -> Command:
+    def deprovision(self, resource: Resource) -> tuple[Command, ...]:
         """Idempotent: what is already gone is skipped; the database's sessions are ended first."""
         r = resource.ident
-        return Command(PSQL, f'DROP DATABASE IF EXISTS "{r}" WITH (FORCE);\nDROP ROLE IF EXISTS "{r}";\n')
+        return (Command(PSQL, f'DROP DATABASE IF EXISTS "{r}" WITH (FORCE);\nDROP ROLE IF EXISTS "{r}";\n'),)
 
     def credentials(self, resource: Resource, *, masked: bool = False) -> str:
         password = "***" if masked else _password(resource)

@@ -94,7 +94,7 @@ class LabNode:
 
     @property
     def is_addon_host(self) -> bool:
-        """node3 also runs the add-on services (PostgreSQL): every provisioning of a lab of 3 or more installs it there."""
+        """node3 also runs the add-on services (PostgreSQL, Redis): every provisioning of a lab of 3 or more installs them there."""
         return self.index == ADDON_NODE_INDEX
 
     @property
@@ -154,7 +154,7 @@ def lab_inventory_vars() -> dict[str, object]:
         "fleet_lab": True,
         # dynos may not reach the control machine (its sshd, git): here, the bridge's address
         "fleet_control_addresses": [HOST_ADDRESS],
-        # add-on clients connect from here (roles/postgres' pg_hba.conf)
+        # add-on clients connect from here (roles/postgres' pg_hba.conf, roles/redis' firewall)
         "fleet_host_network": HOST_NETWORK,
     }
 

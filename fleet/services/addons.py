@@ -2,8 +2,10 @@
 
 Nothing is left half made: a resource whose add-on could not be stored or whose config var could not be set is
 dropped again; destroying one unsets its config vars (a new release of each app it is attached to) before the
-resource is dropped, and can be run again after a failure. The password travels on stdin to ``psql`` and in the
-config var; it is never on a command line, in a message or in the audit log.
+resource is dropped, and can be run again after a failure. A provision of several commands that fails halfway is
+undone by the provider's deprovision commands, which finish whatever is there. The password travels on stdin (to
+``psql``, in a Redis server's conf) and in the config var; it is never on a command line, in a message or in the
+audit log.
 """
 
 from __future__ import annotations
@@ -76,7 +78,9 @@ def _check_free(fleet: Fleet, app: str, name: str) -> None:
         raise UsageError(f"{app} already has a config var {name}_URL; pick another name with --as NAME")
 
 
-def _addon_host(fleet: Fleet) -> Node:
+def _addon_host(fleet: Fleet, provider: AddonProvider) -> tuple[Node, int | None]:
+    """The add-on host with the fewest add-ons, and the port its new one gets there (for a provider that gives each
+    add-on a server of its own: the lowest free one; hosts with none free are passed over)."""
     hosts = [n for n in fleet.inventory().nodes if n.is_addon_host]
     if not hosts:
         raise FleetError("no add-on host: put a host in the inventory's addon_hosts group and run `fleet nodes.provision`")
@@ -84,14 +88,27 @@ def _addon_host(fleet: Fleet) -> Node:
     for addon in records.addons(fleet.store):
         if addon.host in load:
             load[addon.host] += 1
-    return min(hosts, key=lambda n: (load[n.name], n.name))
+    ports = provider.ports
+    if ports is None:
+        return min(hosts, key=lambda n: (load[n.name], n.name)), None
+    free = {n.name: port for n in hosts if (port := records.free_port(fleet.store, n.name, ports)) is not None}
+    if not free:
+        raise FleetError(f"no free {provider.name} port left on any add-on host (each gives out {ports.start}-{ports.stop - 1}): "
+                         f"destroy an add-on you no longer need, or add a host to the inventory's addon_hosts group and "
+                         f"run `fleet nodes.provision`")  # fmt: skip
+    host = min((n for n in hosts if n.name in free), key=lambda n: (load[n.name], n.name))
+    return host, free[host.name]
 
 
-def _run(fleet: Fleet, node: Node, command: Command, resource: Resource) -> CommandResult:
-    try:
-        return fleet.executor.run(node, command.argv, stdin=command.stdin, timeout=PROVISION_TIMEOUT)
-    except RemoteCommandError as e:  # psql may quote the statement (and its password) in an error
-        raise RemoteCommandError(e.host, e.argv, e.code, e.stderr.replace(resource.password, "***")) from None
+def _run(fleet: Fleet, node: Node, commands: tuple[Command, ...], resource: Resource) -> list[CommandResult]:
+    """The commands in order; the first that fails stops the rest."""
+    done = []
+    for command in commands:
+        try:
+            done.append(fleet.executor.run(node, command.argv, stdin=command.stdin, timeout=PROVISION_TIMEOUT))
+        except RemoteCommandError as e:  # psql may quote the statement (and its password) in an error
+            raise RemoteCommandError(e.host, e.argv, e.code, e.stderr.replace(resource.password, "***")) from None
+    return done
 
 
 def _drop(fleet: Fleet, node: Node, provider: AddonProvider, resource: Resource) -> None:
@@ -122,15 +139,16 @@ def create(fleet: Fleet, app: str, service: str, plan: str | None, as_: str | No
     var = f"{name}_URL"
     with fleet.store.lock(f"app:{app}", "addons.create"):
         _check_free(fleet, app, name)
-        host = _addon_host(fleet)
-        resource = Resource(new_resource_ident(app), new_password(), host.name, host.address)
+        host, port = _addon_host(fleet, provider)
+        resource = Resource(new_resource_ident(app), new_password(), host.name, host.address, port)
         addon = Addon(f"{provider.name}-{secrets.token_hex(4)}", provider.name, chosen.name, app, host.name, host.address,
-                      resource.ident, resource.password, utcnow())  # fmt: skip
+                      resource.ident, resource.password, utcnow(), port=port)  # fmt: skip
+        commands = provider.provision(resource, chosen)  # what is wrong with the plan or host shows before anything runs
         on_line(f"Creating {addon.name} ({provider.name}:{chosen.name}) on {host.name} for {app}...")
         try:
-            _run(fleet, host, provider.provision(resource, chosen), resource)
+            _run(fleet, host, commands, resource)
         except FleetError:
-            _drop(fleet, host, provider, resource)  # a role made before its database failed
+            _drop(fleet, host, provider, resource)  # what the commands before the failing one made (a role, a conf)
             raise
         url = provider.credentials(resource)
         try:

@@ -39,9 +39,10 @@ def addons_list(c: Context, app: str, json_: bool = False) -> None:
         _out(f"{a.name:20} {a.service}:{a.plan:8} {as_}{owner}")
 
 
-@task(name="create", positional=["service"], help={"app": "the app", "service": "the add-on service: postgres",
-                                                    "as": "attachment name: sets NAME_URL (default DATABASE)",
-                                                    "plan": "mini (20 connections) or basic (50)", "json": "print the add-on as JSON"})  # fmt: skip
+@task(name="create", positional=["service"], help={"app": "the app", "service": "the add-on service: postgres or redis",
+                                                    "as": "attachment name: sets NAME_URL (default DATABASE, REDIS)",
+                                                    "plan": "postgres: mini, basic; redis: mini, basic, premium (default mini)",
+                                                    "json": "print the add-on as JSON"})  # fmt: skip
 @fleet_task(audit="addons.create")
 def addons_create(c: Context, app: str, service: str, as_: str = "", plan: str = "", json_: bool = False) -> str:
     """Provision an add-on on an add-on host and set its config var (a new release, then a rolling restart)."""
@@ -82,7 +83,7 @@ def addons_info(c: Context, app: str, name: str, json_: bool = False) -> None:
 
 
 @task(name="attach", positional=["name"], help={"app": "the app to attach it to", "name": "the add-on",
-                                                "as": "attachment name: sets NAME_URL (default DATABASE)"})  # fmt: skip
+                                                "as": "attachment name: sets NAME_URL (default DATABASE, REDIS)"})  # fmt: skip
 @fleet_task(audit="addons.attach")
 def addons_attach(c: Context, app: str, name: str, as_: str = "") -> str:
     """Attach an existing add-on to another app: its config var there (a new release, then a rolling restart)."""

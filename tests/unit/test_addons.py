@@ -39,7 +39,7 @@ RESOURCE = Resource("fleet_shop_0a1b2c3d", "A" * 16 + "b" * 15 + "9", "db1", "19
 
 # -- the provider: pure commands ----------------------------------------------------------------------------------
 def test_provision_is_psql_as_postgres_with_the_sql_and_password_on_stdin() -> None:
-    cmd = PostgresProvider().provision(RESOURCE, PLANS["mini"])
+    [cmd] = PostgresProvider().provision(RESOURCE, PLANS["mini"])
     assert cmd.argv == PSQL == PSQL_ARGV
     assert RESOURCE.password not in " ".join(cmd.argv)
     assert cmd.stdin == (
@@ -50,11 +50,11 @@ def test_provision_is_psql_as_postgres_with_the_sql_and_password_on_stdin() -> N
         'REVOKE ALL ON DATABASE "fleet_shop_0a1b2c3d" FROM PUBLIC;\n'
         'GRANT ALL ON DATABASE "fleet_shop_0a1b2c3d" TO "fleet_shop_0a1b2c3d";\n'
     )
-    assert "CONNECTION LIMIT 50;" in (PostgresProvider().provision(RESOURCE, PLANS["basic"]).stdin or "")
+    assert "CONNECTION LIMIT 50;" in (PostgresProvider().provision(RESOURCE, PLANS["basic"])[0].stdin or "")
 
 
 def test_deprovision_is_idempotent_sql_on_stdin() -> None:
-    cmd = PostgresProvider().deprovision(RESOURCE)
+    [cmd] = PostgresProvider().deprovision(RESOURCE)
     assert cmd.argv == PSQL_ARGV
     assert cmd.stdin == 'DROP DATABASE IF EXISTS "fleet_shop_0a1b2c3d" WITH (FORCE);\nDROP ROLE IF EXISTS "fleet_shop_0a1b2c3d";\n'
 
@@ -85,7 +85,7 @@ def test_identifiers_and_passwords_are_fleets_own() -> None:
 
 
 def test_providers_and_plans() -> None:
-    assert list(providers()) == ["postgres"]
+    assert list(providers()) == ["postgres", "redis"]
     p = providers()["postgres"]
     assert (p.name, p.default_plan, p.config_var_default) == ("postgres", "mini", "DATABASE_URL")
     assert {n: (x.connections, x.size_mb) for n, x in p.plans.items()} == {"mini": (20, 1024), "basic": (50, 10240)}
@@ -169,7 +169,7 @@ def test_info_masks_the_password(fleet: Fleet) -> None:
 @pytest.mark.parametrize(
     ("service", "plan", "as_", "message"),
     [
-        ("redis", None, None, "no add-on service 'redis'; services: postgres"),
+        ("memcached", None, None, "no add-on service 'memcached'; services: postgres, redis"),
         ("postgres", "huge", None, "postgres has no plan 'huge'; plans: mini, basic"),
         ("postgres", None, "database", "--as 'database' is not valid: use an uppercase letter first, then uppercase letters, "
                                        "digits and '_', at most 30 characters"),
@@ -286,11 +286,11 @@ def test_an_app_with_addons_is_not_destroyed(fleet: Fleet) -> None:
 
 
 def test_the_tables_and_the_state_db_mode(fleet: Fleet) -> None:
-    fleet.store.db.execute("SELECT name, service, plan, app, host, address, resource, password, created_at FROM addons")
+    fleet.store.db.execute("SELECT name, service, plan, app, host, address, resource, password, created_at, port FROM addons")
     fleet.store.db.execute("SELECT addon, app, name, created_at FROM addon_attachments")
     assert (fleet.settings.state_db.stat().st_mode & 0o777) == 0o600
     with pytest.raises(sqlite3.IntegrityError):  # an add-on's app cannot vanish under it
-        fleet.store.db.execute("INSERT INTO addons VALUES ('x', 'postgres', 'mini', 'nope', 'db1', 'a', 'r', 'p', 't')")
+        fleet.store.db.execute("INSERT INTO addons VALUES ('x', 'postgres', 'mini', 'nope', 'db1', 'a', 'r', 'p', 't', NULL)")
 
 
 # -- the commands ------------------------------------------------------------------------------------------------
@@ -336,7 +336,8 @@ def test_usage_errors_exit_2_in_one_line(tmp_path: Path) -> None:
     env.pop("FLEET_INVENTORY", None)
     subprocess.run([fleet_bin, "apps:create", "shop"], env=env, check=True, capture_output=True, timeout=60)
     for args, message in {
-        ("addons:create", "redis", "-a", "shop"): "no add-on service 'redis'; services: postgres",
+        ("addons:create", "memcached", "-a", "shop"): "no add-on service 'memcached'; services: postgres, redis",
+        ("addons:create", "redis", "-a", "shop", "--plan", "huge"): "redis has no plan 'huge'; plans: mini, basic, premium",
         ("addons:create", "postgres", "-a", "shop", "--plan", "huge"): "postgres has no plan 'huge'; plans: mini, basic",
         ("addons:destroy", "postgres-1", "-a", "shop", "--confirm", "shop"): "shop has no add-on 'postgres-1'; `fleet addons -a shop` lists them",
     }.items():
