@@ -164,6 +164,32 @@ def prepare(argv: list[str], cwd: str | None = None) -> tuple[list[str], str]:
     return with_app(done.argv, done.command.name, found.app), note
 
 
+def adopt(invoke_program: Program, cwd: str | None = None) -> None:
+    """``invoke`` in this directory reads a command line as ``fleet`` does (tasks.py calls this while invoke loads it,
+    after invoke took its own options and before it parses the tasks): ``invoke config:set -a APP K=V``,
+    ``invoke ps.scale -a APP web=2``, ``invoke rollback -a APP``, the app from the git remote. invoke's own help,
+    listing and completion stay its own."""
+    core = getattr(invoke_program, "core", None)
+    if core is None or not core.unparsed or invoke_program.args.complete.value:
+        return
+    argv = list(invoke_program.argv)
+    at = next((i for i in range(1, len(argv)) if argv[i : i + len(core.unparsed)] == core.unparsed), None)
+    if at is None:
+        return
+    try:
+        full, note = prepare(["invoke", *argv[at:]], cwd)
+    except FleetError as e:
+        raise Exit(f"fleet: error: {e}", code=exit_code_for(e)) from None
+    if full[1:2] == ["--help"]:  # `invoke logs -a APP --help`: invoke's help of the task
+        core.unparsed = []
+        invoke_program.args.help.value = full[2]
+        return
+    if note:
+        print(note, file=sys.stderr, flush=True)
+    core.unparsed = full[1:]
+    core.remainder = ""
+
+
 def main() -> None:
     argv = list(sys.argv)
     argv[0] = "fleet" if argv[0] in ("-c", "") else argv[0]

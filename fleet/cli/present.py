@@ -1,12 +1,19 @@
-"""What the mutating commands print with --json: what they made (pure: values in, JSON-ready dicts out).
+"""What commands print with --json (pure: values in, JSON-ready dicts out); the mutating ones print what they made.
 
-README's "--json on commands that change things" table lists these fields.
+fleet.cli.usage.JSON_FIELDS documents every command's fields (README's --json table is made from it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+
+def app_listed(app: Any) -> dict[str, Any]:
+    """apps.list: one app, its buildpacks as apps.info shows them."""
+    buildpacks = [line for line in app.buildpack.split("\n") if line]
+    return {"name": app.name, "created_at": app.created_at, "buildpack": ",".join(buildpacks), "buildpacks": buildpacks,
+            "stack": app.stack}  # fmt: skip
 
 
 def app_created(info: Any) -> dict[str, Any]:

@@ -1,12 +1,15 @@
 """What `fleet --list` and `fleet COMMAND --help` show (pure: one table, text out).
 
 USAGE holds, per command, its arguments as a user types them and one example;
-the help of a command is built from it, the task's docstring and its options.
+JSON_FIELDS, per command that takes --json, what it prints (fleet.cli.jsonshape's
+notation). The help of a command is built from them, the task's docstring and its
+options; README's --json table is json_table().
 """
 
 from __future__ import annotations
 
 import re
+import textwrap
 from collections.abc import Iterable, Sequence
 
 # command -> (its arguments after the name, an example of them)
@@ -85,6 +88,55 @@ USAGE: dict[str, tuple[str, str]] = {
     "usage": ("-a APP|--all [--month YYYY-MM] [--json]", "-a myapp --month 2026-01"),
 }
 
+_APP = ("{name, created_at, buildpack, buildpacks: [string], stack, git_url, git_path, builds, last_slug, web_url, domains: [string], "
+        "router_addresses: [string]}")
+_RELEASE = "{version, description, slug, build, commit, process_types: {TYPE: string}, config_keys: [string], actor, created_at, status}"
+_MADE = "{app, release, description, status, keys: [string]}"
+_ADDON = "name, service, plan, app, host, port, created_at, attachments: [{app, name, config_var}]"  # an add-on's keys
+_DRAIN = "token, app, url, created_at"  # a drain's keys
+
+# command -> (what its --json prints, in fleet.cli.jsonshape's notation; a note). `fleet COMMAND --help` shows it,
+# README's "--json" table is json_table(), and tests/unit/test_json_fields.py runs every command against it.
+JSON_FIELDS: dict[str, tuple[str, str]] = {
+    "lab.status": ("[{name, address, running, init_pid, link}]", "link: up, down (partitioned) or absent"),
+    "inventory.show": ("{source, hosts: [{name, address, port, user, groups: [string]}]}", ""),
+    "nodes.status": ("[{name, address, groups: [string], reachable, error, load1, load5, load15, cpu_count, cpu_percent, mem_total, "
+                     "mem_available, disk_path, disk_total, disk_free, uptime, systemd_state, failed_units: [string]}]",
+                     "a host that does not answer: reachable false, its error, the measures null"),
+    "audit": ("[{id, at, actor, source, client, command, args, outcome, detail}]", "newest last; secrets in args as `***`"),
+    "apps.create": (_APP, "the new app, as apps.info shows it"),
+    "apps.list": ("[{name, created_at, buildpack, buildpacks: [string], stack}]", ""),
+    "apps.info": (_APP, ""),
+    "builds": ("[{app, number, status, slug_sha256, slug_size, commit, buildpack, process_types: {TYPE: string}, source, created_at, "
+               "duration, stack, stack_version, slug_id}]", ""),
+    "releases": ("[" + _RELEASE + "]", "newest first; config var names only"),
+    "releases.info": (_RELEASE, "config var names only"),
+    "rollback": ("{app, release, description, status}", "the new release (release: its number)"),
+    "config": ("{KEY: string}", "the app's config vars, values included (they are the app's own, as on Heroku)"),
+    "config.set": (_MADE, "the new release (release: its number); keys: the config vars set"),
+    "config.unset": (_MADE, "the new release (release: its number); keys: the config vars removed"),
+    "ps": ("[{name, type, state, release, host, address, port, size, since, unit, restart_at}]", ""),
+    "ps.scale": ("{app, formation: {TYPE: {quantity, size}}}", "the whole formation after the change"),
+    "ps.restart": ("{app, action, dynos: [string]}", "action: restart; dynos: those restarted"),
+    "ps.stop": ("{app, action, dynos: [string]}", "action: stop; dynos: those stopped"),
+    "logs": ("{time, source, dyno, message}", "one object per line"),
+    "drains": ("[{" + _DRAIN + "}]", ""),
+    "drains.add": ("{" + _DRAIN + ", forwarder}", "the new drain, and what forwards to it"),
+    "domains": ("[string]", "`APP.<domain>` first, then the custom domains"),
+    "domains.add": ("{app, domain}", ""),
+    "scheduler": ("[{id, app, command: [string], every, at, limit, created_at, created_by, "
+                  "last_run: {dyno, host, release, started_at, ended_at, result}|null, next_due}]", ""),
+    "addons": ("[{" + _ADDON + "}]", "never a password"),
+    "addons.create": ("{" + _ADDON + "}", "the new add-on; never its password"),
+    "addons.info": ("{" + _ADDON + ", url, connections, size_mb, limits}", "url: the password masked"),
+    "buildpacks": ("[string]", "in the order builds run them"),
+    "stacks": ("[{name, suite, debian, current, failed, versions: [{name, version, sha256, size, runtimes: {NAME: string}, built_at, "
+               "seconds}], apps: [string], hosts?: {HOST: string}}]", "hosts: with --hosts"),
+    "manager.status": ("{lease, installed, passes: [{id, started_at, finished_at, source, pid, outcome, actions: [string], detail}], "
+                       "hosts: [{host, health, draining, misses, since, detail, answered}], due: [{app, dyno, host, what, at}]}", ""),
+    "usage": ("{month, from, to, as_of, running, lines: [{app, kind, type, size, seconds, hours}], total_seconds, total_hours}", ""),
+}
+
 # fleet's own options (fleet.program.FleetProgram.core_args), as `fleet --help` shows them
 CORE_OPTIONS = [
     ("-h, --help [COMMAND]", "this help, or a command's (fleet COMMAND --help works too)"),
@@ -152,9 +204,20 @@ def task_help(name: str, doc: str, options: Sequence[tuple[str, str]]) -> str:
         out += ["Options:", *_columns(options), ""]
     if example_line(name) != usage_line(name) and USAGE.get(shown_name(name), ("", ""))[1]:
         out += ["Example:", f"  {example_line(name)}", ""]
+    if shown_name(name) in JSON_FIELDS:
+        shape, note = JSON_FIELDS[shown_name(name)]
+        out += ["--json prints:", *textwrap.wrap(shape, 100, initial_indent="  ", subsequent_indent="    ", break_on_hyphens=False)]
+        out += [f"  ({note})", ""] if note else [""]
     return "\n".join(out)
 
 
+def json_table() -> str:
+    """README's table of what --json prints, one row per command (tests/unit/test_json_fields.py holds them equal)."""
+    rows = ["| command | `--json` prints | |", "|---|---|---|"]
+    for name, (shape, note) in sorted(JSON_FIELDS.items()):
+        escaped = shape.replace("|", "\\|")  # a | inside a table cell, code span or not, ends the cell
+        rows.append(f"| `{name}` | `{escaped}` | {note} |")
+    return "\n".join(rows) + "\n"
 
 
 def _metavar(spec: str) -> str:

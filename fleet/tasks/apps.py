@@ -54,7 +54,7 @@ def apps_list(c: Context, json_: bool = False) -> None:
     finally:
         fleet.close()
     if json_:
-        _out(json.dumps([a.__dict__ for a in found], indent=2))
+        _json([present.app_listed(a) for a in found])
     elif not found:
         _out("no apps yet: `fleet apps.create NAME`")
     else:

@@ -102,5 +102,6 @@ def test_task_help_shows_usage_options_and_an_example() -> None:
         "Usage: fleet ps:scale -a APP TYPE=N[:SIZE]... [--json]", "",
         "  Scale process types.", "",
         "Options:", "  -a APP, --app=APP  the app", "",
-        "Example:", "  fleet ps:scale -a myapp web=2 worker=1:standard-2x",
+        "Example:", "  fleet ps:scale -a myapp web=2 worker=1:standard-2x", "",
+        "--json prints:", "  {app, formation: {TYPE: {quantity, size}}}", "  (the whole formation after the change)",
     ]  # fmt: skip
