@@ -28,6 +28,7 @@ from fleet.errors import FleetError, UsageError, exit_code_for
 from fleet.exec.recording import RecordingExecutor
 from fleet.inventory import load_inventory
 from fleet.logs import DEFAULT_LINES
+from fleet.pg_tasks import pg_ns
 from fleet.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -1522,7 +1523,7 @@ def usage_task(c: Context, app: str = "", all_: bool = False, month: str = "", j
 
 
 ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns, drains_ns,
-                scheduler_ns, addons_ns, buildpacks_ns, stacks_ns, stack_ns,
+                scheduler_ns, addons_ns, pg_ns, buildpacks_ns, stacks_ns, stack_ns,
                 audit, builds_list, deploy,
                 rollback, run_task, open_app, logs_task, shell_task, usage_task)  # fmt: skip
 releases_ns.default = "releases"

@@ -78,6 +78,11 @@ USAGE: dict[str, tuple[str, str]] = {
     "addons.info": ("NAME -a APP [--json]", "DATABASE -a myapp"),
     "addons.attach": ("NAME -a APP [--as NAME]", "postgres-1a2b3c4d -a myadmin --as SHOP_DB"),
     "addons.destroy": ("NAME -a APP --confirm APP", "postgres-1a2b3c4d -a myapp --confirm myapp"),
+    "pg.psql": ("-a APP [NAME] [-c SQL]", "-a myapp -c 'SELECT count(*) FROM hello_note'"),
+    "pg.backups": ("-a APP [--json]", "-a myapp"),
+    "pg.backups.capture": ("-a APP [NAME] [--json]", "-a myapp"),
+    "pg.backups.restore": ("[BACKUP] -a APP [NAME] --confirm APP", "otherapp::b003 -a myapp --confirm myapp"),
+    "pg.backups.delete": ("BACKUP -a APP --confirm APP", "b003 -a myapp --confirm myapp"),
     "manager.run": ("[--dry-run] [--watch SECONDS]", "--dry-run"),
     "manager.status": ("[--json] [--passes N]", ""),
     "manager.install": ("[--watch SECONDS]", ""),
@@ -100,9 +105,9 @@ TOPIC = {"builds": "apps", "deploy": "apps", "open": "apps", "rollback": "releas
 
 
 def shown_name(name: str) -> str:
-    """A collection's default task is shown as its topic: config.config -> config."""
-    topic, _, rest = name.partition(".")
-    return topic if rest == topic else name
+    """A collection's default task is shown as its collection: config.config -> config, pg.backups.backups -> pg.backups."""
+    head, _, last = name.rpartition(".")
+    return head if head and head.rpartition(".")[2] == last else name
 
 
 def colon_name(name: str) -> str:
