@@ -209,3 +209,83 @@ def test_a_failure_fails_the_build_naming_the_entry(fleet: Fleet, tmp_path: Path
         declared_addons.provision(fleet, "shop", wanted(), lambda _: None)
     assert str(info.value).startswith("app.json addons entry 1 ('heroku-postgresql'): could not provision postgres: no add-on host: ")
     assert records.addons(fleet.store, "shop") == [] and releases.current_config(fleet, "shop") == {}
+
+
+def test_a_build_with_no_inventory_makes_nothing_and_says_so(tmp_path: Path) -> None:
+    f = Fleet(Settings(tmp_path / "home"), RecordingExecutor())  # `fleet deploy` before any `lab.up` or `inventory.use`
+    try:
+        f.store.create_app("shop")
+        said: list[str] = []
+        assert declared_addons.provision(f, "shop", wanted(), said.append) == []
+        assert records.addons(f.store, "shop") == [] and said == [
+            " !     app.json addons entry 1 ('heroku-postgresql') asks for postgres: not made, no inventory is chosen "
+            "(`fleet lab.up` or `fleet inventory.use`); then `fleet addons:create postgres -a shop --as DATABASE`"]  # fmt: skip
+    finally:
+        f.close()
+
+
+# -- in the build ------------------------------------------------------------------------------------------------
+class FakeRunner:
+    """The buildpack steps of a build, answered without running anything: detect says yes, bin/release prints ``release``."""
+
+    def __init__(self, release: str) -> None:
+        from fleet.stack import StackVersion
+
+        self.release = release
+        self.stack = StackVersion("fleet-12", "20261127.1", "a" * 64, 1, (("python", "3.11.2"),), "", 0.0)
+        self.steps: list[str] = []
+
+    def container(self, bp: object) -> object:
+        from fleet.slug.compiler import BuildContainer
+
+        return BuildContainer(Path("/stack"), Path("/app"), Path("/cache"), Path("/env"), Path("/bp"), "build-shop")
+
+    def run(self, argv: tuple[str, ...], timeout: float) -> object:
+        from fleet.exec.base import CommandResult
+
+        step = argv[-2].rsplit("/", 1)[1]
+        self.steps.append(step)
+        return CommandResult("localhost", argv, 0, self.release if step == "release" else "Python\n", "")
+
+    def stream(self, argv: tuple[str, ...], on_line: object, timeout: float) -> int:
+        self.steps.append("compile")
+        return 0
+
+    def slug(self, out: Path, max_unpacked: int, timeout: float) -> object:
+        from fleet.exec.base import CommandResult
+
+        self.steps.append("slug")
+        out.write_bytes(b"a slug")
+        return CommandResult("localhost", (), 0, "", "")
+
+
+def _buildpacks(fleet: Fleet, tmp_path: Path, runner: FakeRunner, declared: list[Declared], said: list[str]) -> object:
+    import time
+
+    from fleet.services import builds
+
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return builds._run_buildpacks(fleet, "shop", builds.DirectorySource(tmp_path / "src"), runner,  # type: ignore[arg-type]
+                                  [builds.Buildpack("python", Path("/bp"))], False, {"web": "python3 app.py"}, declared, work,
+                                  time.monotonic() + 60, time.monotonic(), said.append)  # fmt: skip
+
+
+def test_a_build_makes_the_declared_addons_before_it_is_recorded(fleet: Fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet.exec.base import CommandResult
+    from fleet.services import builds
+
+    monkeypatch.setattr(builds, "run_local", lambda argv, **kw: CommandResult("localhost", tuple(argv), 0, "6\n", ""))
+    runner = FakeRunner("---\naddons:\n  - heroku-postgresql:hobby-dev\ndefault_process_types:\n  web: python3 app.py\n")
+    said: list[str] = []
+    build = _buildpacks(fleet, tmp_path, runner, from_app_json('{"addons": ["heroku-postgresql"]}'), said)
+    assert runner.steps == ["detect", "compile", "release", "slug"]
+    assert len(records.addons(fleet.store, "shop")) == 1  # app.json's and bin/release's heroku-postgresql: one database
+    assert "DATABASE_URL" in releases.current_config(fleet, "shop") and [b.number for b in fleet.store.builds("shop")] == [1]
+    assert said.index("-----> Provisioning the add-ons the app declares") < next(i for i, s in enumerate(said) if s.startswith("-----> Build 1 succeeded"))
+    assert build == fleet.store.builds("shop")[0]
+    # an add-on fleet does not offer, in bin/release: the build fails before its slug is packed, nothing recorded
+    runner = FakeRunner("---\naddons:\n  - heroku-kafka\n")
+    with pytest.raises(BuildError, match=r"^python buildpack's bin/release addons entry 1 \('heroku-kafka'\): fleet has no add-on service"):
+        _buildpacks(fleet, tmp_path, runner, [], said)
+    assert runner.steps == ["detect", "compile", "release"] and len(fleet.store.builds("shop")) == 1
