@@ -163,10 +163,12 @@ def call_local(argv: Sequence[str], *, env: Mapping[str, str]) -> int:
 
     Ctrl-C is the child's: psql cancels the running query and goes on. fleet's own SIGINT handler does nothing
     meanwhile (a Python handler, not SIG_IGN: the child starts with the default disposition, as exec resets
-    handlers but keeps an ignored signal ignored)."""
+    handlers but keeps an ignored signal ignored), and SIGINT is unblocked for the child (fleet may have been
+    started with it blocked, as `make test` runs pytest)."""
     argv = tuple(argv)
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, _pass_on) if main else None
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}) if main else None
     try:
         try:
             proc = subprocess.Popen(argv, env=dict(env))
@@ -176,6 +178,7 @@ def call_local(argv: Sequence[str], *, env: Mapping[str, str]) -> int:
         return 128 - code if code < 0 else code  # killed by a signal: the shell's 128+N
     finally:
         if main:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask or set())
             signal.signal(signal.SIGINT, previous)
 
 

@@ -88,8 +88,14 @@ def test_human_bytes() -> None:
 
 # -- the local executor's calls -----------------------------------------------------------------------------------
 def test_call_local_leaves_ctrl_c_to_the_child() -> None:
-    # the child sends SIGINT to fleet (nothing happens there), then to itself: it dies of it (default disposition)
-    code = call_local(("sh", "-c", "kill -INT $PPID; sleep 0.2; kill -INT $$; sleep 5; exit 0"), env=os.environ)
+    # the child sends SIGINT to fleet (nothing happens there), then to itself: it dies of it (default disposition),
+    # even when fleet was started with SIGINT blocked (the child gets it unblocked)
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        code = call_local(("sh", "-c", "kill -INT $PPID; sleep 0.2; kill -INT $$; sleep 5; exit 0"), env=os.environ)
+        assert signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, set())  # fleet's mask is back as it was
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
     assert code == 128 + signal.SIGINT
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # fleet's own handler is back
     assert call_local(("sh", "-c", "exit 7"), env=os.environ) == 7
