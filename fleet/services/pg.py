@@ -99,6 +99,8 @@ def psql(fleet: Fleet, app: str, which: str | None, command: str | None, on_line
     exit. Its exit status."""
     if command is not None and not command.strip():
         raise UsageError("-c needs an SQL statement, e.g. -c 'SELECT count(*) FROM notes'")
+    if command is not None and "\0" in command:
+        raise UsageError("the SQL of -c contains a NUL byte, which no command line can carry")
     addon, name = postgres_addon(fleet, app, which)
     conn = connection(addon)
     on_line(f"--> Connecting to {addon.name} ({name} of {app}) on {addon.host}")

@@ -240,6 +240,8 @@ def test_an_app_without_a_postgres_addon(fleet: Fleet, clients: Clients) -> None
         pg.capture(fleet, "nope", None, lambda _: None)
     with pytest.raises(UsageError, match=r"^-c needs an SQL statement"):
         pg.psql(fleet, "shop", None, "  ", lambda _: None)
+    with pytest.raises(UsageError, match=r"^the SQL of -c contains a NUL byte"):
+        pg.psql(fleet, "shop", None, "SELECT 1\0", lambda _: None)
     assert clients.calls() == []
 
 
