@@ -8,10 +8,11 @@ STAMPS := .make
 
 # Debian packages fleet needs on the control machine (HAProxy for the router tests that run one
 # here). debootstrap builds the stacks and the lab hosts' bare Debian; apt-cacher-ng caches
-# Debian's packages for both (lab hosts install theirs through it when provisioned).
+# Debian's packages for both (lab hosts install theirs through it when provisioned). postgresql-client:
+# `fleet pg:psql` and pg:backups run psql, pg_dump and pg_restore here, against the add-on hosts.
 DEB_PACKAGES := systemd-container systemd haproxy openssh-server openssh-client git \
                 python3 python3-venv python3-psutil rsync iproute2 nftables ca-certificates zstd \
-                wrk hey cron debootstrap apt-cacher-ng
+                wrk hey cron debootstrap apt-cacher-ng postgresql-client
 
 .PHONY: install demo test test-repeat lint unit clean-lab help
 

@@ -1,6 +1,7 @@
 """Where fleet keeps its control-plane files, and which inventory is in use.
 
 $FLEET_HOME (default ~/.fleet, mode 0700)
+├── backups/       PostgreSQL backups, <app>/b001-<random>.dump (0700 directories, 0600 files; fleet.addons.backups)
 ├── config.yml     operator settings; ``inventory:`` is the inventory in use
 ├── known_hosts    pinned host keys (OpenSSH format, shared with ansible)
 ├── router-metrics.secret  the password of the routers' stats page and Prometheus exporter (0600)
@@ -143,6 +144,10 @@ class Settings:
     @property
     def slugs_dir(self) -> Path:
         return self.home / "slugs"
+
+    @property
+    def backups_dir(self) -> Path:
+        return self.home / "backups"
 
     @property
     def repos_dir(self) -> Path:

@@ -271,6 +271,22 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE addons ADD COLUMN port INTEGER;
     CREATE UNIQUE INDEX addons_host_port ON addons (host, port) WHERE port IS NOT NULL;
     """,
+    """
+    CREATE TABLE pg_backups (
+        app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+        number INTEGER NOT NULL CHECK (number > 0),
+        addon TEXT NOT NULL,
+        attachment TEXT NOT NULL,
+        source_app TEXT NOT NULL,
+        file TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        seconds REAL NOT NULL,
+        deleted_at TEXT,
+        PRIMARY KEY (app, number)
+    );
+    """,
 )
 #: The lines of an app's stream that fleet itself writes (app[api], the manager's fleet[web.1]): the last this many.
 APP_LOG_KEPT = 10_000

@@ -81,6 +81,11 @@ USAGE: dict[str, tuple[str, str]] = {
     "addons.info": ("NAME -a APP [--json]", "DATABASE -a myapp"),
     "addons.attach": ("NAME -a APP [--as NAME]", "postgres-1a2b3c4d -a myadmin --as SHOP_DB"),
     "addons.destroy": ("NAME -a APP --confirm APP", "postgres-1a2b3c4d -a myapp --confirm myapp"),
+    "pg.psql": ("-a APP [NAME] [-c SQL]", "-a myapp -c 'SELECT count(*) FROM hello_note'"),
+    "pg.backups": ("-a APP [--json]", "-a myapp"),
+    "pg.backups.capture": ("-a APP [NAME] [--json]", "-a myapp"),
+    "pg.backups.restore": ("[BACKUP] -a APP [NAME] --confirm APP", "otherapp::b003 -a myapp --confirm myapp"),
+    "pg.backups.delete": ("BACKUP -a APP --confirm APP", "b003 -a myapp --confirm myapp"),
     "manager.run": ("[--dry-run] [--watch SECONDS]", "--dry-run"),
     "manager.status": ("[--json] [--passes N]", ""),
     "manager.install": ("[--watch SECONDS]", ""),
@@ -92,6 +97,7 @@ _APP = ("{name, created_at, buildpack, buildpacks: [string], stack, git_url, git
         "router_addresses: [string]}")
 _RELEASE = "{version, description, slug, build, commit, process_types: {TYPE: string}, config_keys: [string], actor, created_at, status}"
 _MADE = "{app, release, description, status, keys: [string]}"
+_BACKUP = "id, app, addon, attachment, source_app, size, sha256, created_at, seconds"  # a backup's keys
 _ADDON = "name, service, plan, app, host, port, created_at, attachments: [{app, name, config_var}]"  # an add-on's keys
 _DRAIN = "token, app, url, created_at"  # a drain's keys
 
@@ -129,6 +135,8 @@ JSON_FIELDS: dict[str, tuple[str, str]] = {
     "addons": ("[{" + _ADDON + "}]", "never a password"),
     "addons.create": ("{" + _ADDON + "}", "the new add-on; never its password"),
     "addons.info": ("{" + _ADDON + ", url, connections, size_mb, limits}", "url: the password masked"),
+    "pg.backups": ("[{" + _BACKUP + ", status}]", "status: completed, or file missing when its file is gone"),
+    "pg.backups.capture": ("{" + _BACKUP + "}", "the new backup"),
     "buildpacks": ("[string]", "in the order builds run them"),
     "stacks": ("[{name, suite, debian, current, failed, versions: [{name, version, sha256, size, runtimes: {NAME: string}, built_at, "
                "seconds}], apps: [string], hosts?: {HOST: string}}]", "hosts: with --hosts"),
@@ -152,9 +160,9 @@ TOPIC = {"builds": "apps", "deploy": "apps", "open": "apps", "rollback": "releas
 
 
 def shown_name(name: str) -> str:
-    """A collection's default task is shown as its topic: config.config -> config."""
-    topic, _, rest = name.partition(".")
-    return topic if rest == topic else name
+    """A collection's default task is shown as its collection: config.config -> config, pg.backups.backups -> pg.backups."""
+    head, _, last = name.rpartition(".")
+    return head if head and head.rpartition(".")[2] == last else name
 
 
 def colon_name(name: str) -> str:

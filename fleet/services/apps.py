@@ -129,7 +129,7 @@ def destroy(fleet: Fleet, name: str, confirm: str) -> list[str]:
     """Stop and remove the app everywhere. Returns the dyno hosts that could not be reached."""
     app = fleet.store.app(name)
     if confirm != name:
-        raise UsageError(f"destroying {name} deletes its builds and repository; confirm with `--confirm {name}`")
+        raise UsageError(f"destroying {name} deletes its builds, PostgreSQL backups and repository; confirm with `--confirm {name}`")
     from fleet.addons import store as addon_records
 
     owned = [a.name for a in addon_records.addons(fleet.store, app.name) if a.app == app.name]
@@ -159,6 +159,9 @@ def destroy(fleet: Fleet, name: str, confirm: str) -> list[str]:
             router.sync(fleet)
         shutil.rmtree(repo_path(fleet, app.name), ignore_errors=True)
         shutil.rmtree(fleet.settings.cache_dir / app.name, ignore_errors=True)
+        from fleet.services import pg
+
+        pg.remove_app_backups(fleet, app.name)  # the files of its PostgreSQL backups (their rows went with the app)
     return unreachable
 
 

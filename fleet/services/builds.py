@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import shutil
+import stat
 import subprocess
 import tarfile
 import tempfile
@@ -19,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from fleet.addons import providers
+from fleet.addons.declared import APP_JSON_MAX_BYTES, Declared, from_app_json, from_release
 from fleet.context import Fleet
 from fleet.dyno.units import validate_config_key
 from fleet.errors import ConfigError, FleetError, PrerequisiteError, RemoteTimeout, UsageError
@@ -26,7 +29,7 @@ from fleet.exec.base import CommandResult
 from fleet.exec.cgroup import Confinement, SystemdScope, confine_here
 from fleet.exec.local import run_local, stream_local
 from fleet.model import App, Build, Node
-from fleet.services import stacks
+from fleet.services import declared_addons, stacks
 from fleet.settings import Settings
 from fleet.slug.compiler import (
     BUILD_UID,
@@ -457,6 +460,9 @@ def _build(
     procfile_types = None
     if (app_dir / "Procfile").is_file():
         procfile_types = parse_procfile((app_dir / "Procfile").read_text(errors="replace"))
+    app_json = read_app_json(app_dir)
+    declared = from_app_json(app_json) if app_json is not None else []
+    declared_addons.resolve(declared, providers())  # an add-on fleet does not offer stops the build before any work
 
     candidates = resolve_buildpacks(buildpack_setting, work, on_line)
     stack = stacks.ensure_built(app_record.stack, on_line)  # the source and buildpacks are checked first: it may take minutes
@@ -473,7 +479,8 @@ def _build(
     on_line(f"-----> Stack {stack.label} (python {stack.python}, node {stack.node})")
     try:
         chain = bool(buildpack_list(buildpack_setting))  # the app's buildpacks: each runs, in order
-        return _run_buildpacks(fleet, app, source, runner, candidates, chain, procfile_types, work, deadline, started, on_line)
+        return _run_buildpacks(fleet, app, source, runner, candidates, chain, procfile_types, declared, work, deadline, started,
+                               on_line)  # fmt: skip
     finally:
         runner.close()
 
@@ -508,6 +515,7 @@ def _run_buildpacks(
     candidates: list[Buildpack],
     chain: bool,
     procfile_types: dict[str, str] | None,
+    declared: list[Declared],
     work: Path,
     deadline: float,
     started: float,
@@ -562,7 +570,9 @@ def _run_buildpacks(
     _remaining(deadline)
     if res.code != 0:
         raise BuildError(f"the {last.name} buildpack's release step failed (exit {res.code}){_limits_hit(runner, settings)}")
-    defaults = parse_release("\n".join(ln for ln in res.stdout.splitlines() if not is_noise(ln)), last.name)
+    release_yaml = "\n".join(ln for ln in res.stdout.splitlines() if not is_noise(ln))
+    defaults = parse_release(release_yaml, last.name)
+    wanted = declared_addons.resolve([*declared, *from_release(release_yaml, last.name)], providers())
     process_types = merge_process_types(defaults, procfile_types)
     on_line("-----> Discovering process types")
     if procfile_types:
@@ -572,6 +582,9 @@ def _run_buildpacks(
         on_line(f"       Default types for buildpack -> {', '.join(extra)}")
     if not process_types:
         raise BuildError("the app declares no process types: add a Procfile (e.g. 'web: python app.py')")
+    # on the first deploy, before the build is recorded (so before its release and release phase: DATABASE_URL is
+    # set by then); a failure here fails the build, and the next push tries again
+    declared_addons.provision(fleet, app, wanted, on_line)
 
     slug_tmp = work / "slug.tar.zst"
     packed = runner.slug(slug_tmp, max_unpacked, timeout=_remaining(deadline))
@@ -613,6 +626,25 @@ def _run_buildpacks(
     )
     on_line(f"-----> Build {recorded.number} succeeded: slug {recorded.slug_id} ({human_size(size)})")
     return recorded
+
+
+def read_app_json(app_dir: Path) -> str | None:
+    """The app's app.json (None: it has none), read as a regular file of at most APP_JSON_MAX_BYTES, never through a
+    symlink (the pushed tree is the tenant's)."""
+    try:
+        fd = os.open(app_dir / "app.json", os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        raise BuildError("app.json is a symlink or cannot be read: fleet reads app.json only as a regular file") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise BuildError("app.json is not a regular file")
+    with os.fdopen(fd, "rb") as f:
+        data = f.read(APP_JSON_MAX_BYTES + 1)
+    if len(data) > APP_JSON_MAX_BYTES:
+        raise BuildError(f"app.json is over {APP_JSON_MAX_BYTES // (1 << 20)} MiB; fleet reads its add-ons only, keep it small")
+    return data.decode("utf-8", errors="replace")
 
 
 def _detected_name(stdout: str, bp: Buildpack) -> str:

@@ -104,11 +104,13 @@ def checked_types(types: dict[str, str], source: str) -> dict[str, str]:
 
 
 def release_build(fleet: Fleet, build: Build, on_line: Output) -> Release:
-    """A succeeded build becomes a release; a first release with a web type starts web=1, as on Heroku."""
+    """A succeeded build becomes a release; the first with code (config releases before it, an add-on's set by the
+    first push, do not count) and a web type starts web=1, as on Heroku."""
     app = build.app
     with fleet.store.lock(f"app:{app}", "release"):
         types = checked_types(dict(build.process_types), f"build {build.number} of {app}")
-        if not fleet.store.releases(app, limit=1) and "web" in types and not fleet.store.formation(app) and _has_inventory(fleet):
+        first = not any(r.slug_sha256 for r in fleet.store.releases(app, limit=1_000_000))
+        if first and "web" in types and not fleet.store.formation(app) and _has_inventory(fleet):
             fleet.store.set_formation(app, {"web": (1, DEFAULT_SIZE)})
         release = fleet.store.add_release(
             app,

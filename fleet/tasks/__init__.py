@@ -17,6 +17,7 @@ from fleet.tasks.lab import lab_ns
 from fleet.tasks.logs import drains_ns, logs_task
 from fleet.tasks.manager import manager_ns
 from fleet.tasks.nodes import audit, inventory_ns, nodes_ns
+from fleet.tasks.pg import pg_ns
 from fleet.tasks.releases import config_ns, config_set, releases_ns, rollback
 from fleet.tasks.router import domains_ns, maintenance_ns, open_app, router_ns
 from fleet.tasks.scheduler import scheduler_ns
@@ -28,7 +29,7 @@ __all__ = ["config_set", "main", "mask_pairs", "ns", "pair_secrets", "ps_restart
            "without_url_credentials"]  # fmt: skip
 
 ns = Collection(lab_ns, nodes_ns, manager_ns, inventory_ns, apps_ns, slugs_ns, releases_ns, config_ns, ps_ns, domains_ns, maintenance_ns, router_ns, drains_ns,
-                scheduler_ns, addons_ns, buildpacks_ns, stacks_ns, stack_ns,
+                scheduler_ns, addons_ns, pg_ns, buildpacks_ns, stacks_ns, stack_ns,
                 audit, builds_list, deploy,
                 rollback, run_task, open_app, logs_task, shell_task, usage_task)  # fmt: skip
 

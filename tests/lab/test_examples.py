@@ -1,6 +1,7 @@
 """The example apps as people deploy them, unchanged, through `git push`, answering through the router
-(issue 12): Django (a static manifest, a release-phase migration), Flask, Express, and a Vite front end
-built by the nodejs buildpack and served by the static one."""
+(issue 12): Django (a static manifest, a release-phase migration, the PostgreSQL add-on its app.json asks
+for, made on the first deploy), Flask, Express, and a Vite front end built by the nodejs buildpack and
+served by the static one."""
 
 from __future__ import annotations
 
@@ -44,6 +45,15 @@ def app(lab: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     name = f"ex-{request.node.callspec.id}"
     assert run_fleet(lab, "apps.create", name).code == 0
     yield name
+    destroy_app(lab, name)
+
+
+def destroy_app(lab: Path, name: str) -> None:
+    """The app's own add-ons first (an app that owns one is not destroyed), then the app."""
+    listed = run_fleet(lab, "addons", "-a", name, "--json")
+    for addon in listed.json() if listed.code == 0 else []:  # type: ignore[union-attr]
+        if addon["app"] == name:
+            run_fleet(lab, "addons.destroy", addon["name"], "-a", name, "--confirm", name)
     run_fleet(lab, "apps.destroy", name, "--confirm", name)
 
 
@@ -53,15 +63,18 @@ def test_an_example_pushed_unchanged_answers_through_the_router(lab: Path, tmp_p
         assert run_fleet(lab, "buildpacks.add", "-a", app, "nodejs").code == 0
         assert run_fleet(lab, "buildpacks.add", "-a", app, "static").code == 0
     out = push(lab, tmp_path, example, app)
-    assert "-----> v1 deployed" in out, out[-2000:]
+    # Django's app.json asks for heroku-postgresql: its DATABASE_URL is v1 (a config release), the build v2
+    assert f"-----> v{2 if example == 'django' else 1} deployed" in out, out[-2000:]
     [web] = ps(lab, app)
     assert web["state"] == "up"
     status, body, headers = get(f"{app}.fleet.test")
     assert status == 200, body[:2000]
     if example == "django":
+        assert "-----> Provisioning the add-ons the app declares" in out, out[-4000:]
+        assert re.search(r"Created postgres-[0-9a-f]{8} as DATABASE_URL", out), out[-4000:]
         assert "-----> $ python manage.py collectstatic --noinput" in out
         assert "-----> Running release command: python manage.py migrate --noinput" in out
-        assert "Applying hello.0001_initial... OK" in out
+        assert "Applying hello.0001_initial... OK" in out and "Applying hello.0002_note... OK" in out
         # the release phase is in the app's stream too, as release.N
         stream = run_fleet(lab, "logs", "-a", app, "--dyno", "release", "-n", "1500").stdout
         assert re.search(r"fleet\[release\.\d+\]: Starting process with command `python manage\.py migrate --noinput`", stream), stream

@@ -23,11 +23,13 @@ def run(argv: list[str], home: Path, **env: str) -> subprocess.CompletedProcess[
 
 
 def _task_names(listing: str) -> list[str]:
-    """Each command's name: fleet shows a topic's default task as the topic (config), invoke as config.config (config)."""
+    """Each command's name: fleet shows a collection's default task as the collection (config, pg.backups), invoke as
+    config.config (config) and pg.backups.backups (pg.backups)."""
     names = []
     for line in listing.splitlines():
         if m := re.match(r"^  (\S+)(?: \((\S+)\))?", line):
-            names.append(m.group(2) if m.group(2) and m.group(1) == f"{m.group(2)}.{m.group(2)}" else m.group(1))
+            alias = m.group(2)
+            names.append(alias if alias and m.group(1) == f"{alias}.{alias.rpartition('.')[2]}" else m.group(1))
     return sorted(names)
 
 

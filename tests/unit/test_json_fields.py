@@ -3,9 +3,10 @@ and as README's --json table): each command is run through the fleet program in 
 the argv rewriting, invoke's parser, the task, its service and presenter) on a store in a temporary FLEET_HOME, with a
 recording executor whose scripted hosts answer as test_manager_pass's do, and what it printed is checked key for key.
 
-Three services are replaced where they would reach beyond a host's answers, each said where it is done: the lab's
-status (it asks this machine's containers), the stacks built on this machine (/var/lib/fleet/stacks), and the drains'
-forwarder that drains.add starts (a background process and a cron file)."""
+Four services are replaced where they would reach beyond a host's answers, each said where it is done: the lab's
+status (it asks this machine's containers), the stacks built on this machine (/var/lib/fleet/stacks), the drains'
+forwarder that drains.add starts (a background process and a cron file), and pg:backups:capture's pg_dump over the
+network (the replacement records the backup as a capture does)."""
 
 from __future__ import annotations
 
@@ -105,7 +106,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
 
 
 def _run_every_command(tmp: Path, mp: pytest.MonkeyPatch) -> Scenario:
-    from fleet.services import drains, lab, manager, stacks
+    from fleet.addons import backups
+    from fleet.services import drains, lab, manager, pg, stacks
 
     (tmp / "inventory.yml").write_text(INVENTORY)
     for key, value in {"FLEET_HOME": str(tmp / "home"), "FLEET_INVENTORY": str(tmp / "inventory.yml"), "FLEET_HOST_DOWN_AFTER": "2",
@@ -127,6 +129,15 @@ def _run_every_command(tmp: Path, mp: pytest.MonkeyPatch) -> Scenario:
     mp.setattr(stacks, "versions", lambda name: [STACK] if name == STACK.name else [])
     mp.setattr(stacks, "current", lambda name: STACK if name == STACK.name else None)
     mp.setattr(stacks, "failure", lambda name: None)
+
+    def capture(fleet: Fleet, app: str, which: str | None, on_line: object) -> backups.Backup:  # no pg_dump over the network
+        [addon] = records.addons(fleet.store, app)
+        made = backups.Backup(app, backups.next_number(fleet.store, app), addon.name, "DATABASE", app, f"{app}/b001-0a1b2c3d.dump",
+                              4096, "cd" * 32, "2026-11-27T00:00:00+00:00", 0.5)  # fmt: skip
+        backups.add(fleet.store, made)
+        return made
+
+    mp.setattr(pg, "capture", capture)
 
     out: Printed = {}
     fleet_json(out, "apps:create", "shop")
@@ -152,7 +163,8 @@ def _run_every_command(tmp: Path, mp: pytest.MonkeyPatch) -> Scenario:
                  ("ps:restart", "-a", "shop"), ("ps:stop", "-a", "shop", "worker.2"),
                  ("domains:add", "-a", "shop", "www.example.com"), ("domains", "-a", "shop"),
                  ("drains:add", "-a", "shop", "syslog+tls://logs.example.com:6514"), ("drains", "-a", "shop"),
-                 ("addons:create", "postgres", "-a", "shop"), ("addons", "-a", "shop"), ("addons:info", "DATABASE", "-a", "shop")):  # fmt: skip
+                 ("addons:create", "postgres", "-a", "shop"), ("addons", "-a", "shop"), ("addons:info", "DATABASE", "-a", "shop"),
+                 ("pg:backups:capture", "-a", "shop"), ("pg:backups", "-a", "shop")):  # fmt: skip
         fleet_json(out, *args)
     fleet_ok("scheduler:add", "-a", "shop", "--every", "1h", "--", "python3", "sweep.py")
     fleet = Fleet.open()

@@ -2,4 +2,4 @@ from django.urls import path
 
 from hello import views
 
-urlpatterns = [path("", views.index)]
+urlpatterns = [path("", views.index), path("notes/", views.notes)]
