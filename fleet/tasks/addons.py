@@ -11,8 +11,8 @@ from fleet.exec.recording import RecordingExecutor
 from fleet.tasks.base import (
     _json,
     _out,
-    _progress,
     fleet_task,
+    progress,
 )
 
 
@@ -49,7 +49,8 @@ def addons_create(c: Context, app: str, service: str, as_: str = "", plan: str =
 
     fleet = Fleet.open()
     try:
-        addon = addons.create(fleet, app, service, plan or None, as_ or None, _progress(json_))
+        with progress(json_, f"Creating a {service} add-on for {app}") as on_line:
+            addon = addons.create(fleet, app, service, plan or None, as_ or None, on_line)
     finally:
         fleet.close()
     if json_:
@@ -90,7 +91,8 @@ def addons_attach(c: Context, app: str, name: str, as_: str = "") -> str:
 
     fleet = Fleet.open()
     try:
-        attachment = addons.attach(fleet, app, name, as_ or None, _out)
+        with progress(title=f"Attaching {name} to {app}") as on_line:
+            attachment = addons.attach(fleet, app, name, as_ or None, on_line)
     finally:
         fleet.close()
     return attachment.var
@@ -105,7 +107,8 @@ def addons_destroy(c: Context, app: str, name: str, confirm: str = "") -> str:
 
     fleet = Fleet.open()
     try:
-        addon = addons.destroy(fleet, app, name, confirm, _out)
+        with progress(title=f"Destroying {name}") as on_line:
+            addon = addons.destroy(fleet, app, name, confirm, on_line)
     finally:
         fleet.close()
     return addon.name

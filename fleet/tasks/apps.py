@@ -15,6 +15,7 @@ from fleet.tasks.base import (
     _json,
     _out,
     fleet_task,
+    progress,
 )
 
 
@@ -131,7 +132,8 @@ def deploy(c: Context, app: str, path: str | None = None) -> str:
 
     fleet = Fleet.open()
     try:
-        result = build(fleet, app, source_for(path or "."), _out)
+        with progress(title=f"Deploying {app}") as on_line:
+            result = build(fleet, app, source_for(path or "."), on_line)
     finally:
         fleet.close()
     return f"build {result.number} slug {result.slug_sha256}"

@@ -17,6 +17,7 @@ from fleet.settings import Settings
 from fleet.tasks.base import (
     _out,
     fleet_task,
+    progress,
 )
 
 
@@ -60,7 +61,8 @@ def provision(c: Context, node: list[str] | None = None, check: bool = False) ->
 
     fleet = Fleet.open()
     try:
-        result = nodes.provision(fleet, node or None, check=check, on_line=_out)
+        with progress(title="Provisioning the hosts (ansible-playbook)") as on_line:
+            result = nodes.provision(fleet, node or None, check=check, on_line=on_line)
     finally:
         fleet.close()
     _out(f"provisioned {len(result.recap)} hosts: changed={result.changed}")
@@ -142,7 +144,8 @@ def nodes_drain(c: Context, node: str) -> None:
 
     fleet = Fleet.open()
     try:
-        left = manager.set_draining(fleet, node, True, _out)
+        with progress(title=f"Draining {node}") as on_line:
+            left = manager.set_draining(fleet, node, True, on_line)
     finally:
         fleet.close()
     if left:

@@ -16,10 +16,10 @@ from fleet.errors import FleetError
 from fleet.tasks.base import (
     _json,
     _out,
-    _progress,
     fleet_task,
     mask_pairs,
     pair_secrets,
+    progress,
 )
 
 
@@ -85,7 +85,8 @@ def rollback(c: Context, app: str, version: str | None = None, json_: bool = Fal
 
     fleet = Fleet.open()
     try:
-        r = releases.rollback(fleet, app, _version(version) if version else None, _progress(json_))
+        with progress(json_, f"Rolling {app} back") as on_line:
+            r = releases.rollback(fleet, app, _version(version) if version else None, on_line)
     finally:
         fleet.close()
     if json_:
@@ -147,7 +148,8 @@ def config_set(c: Context, app: str, pair: list[str] | None = None, json_: bool 
 
     fleet = Fleet.open()
     try:
-        r = releases.set_config(fleet, app, pair or [], _progress(json_))
+        with progress(json_, f"Setting config vars of {app}") as on_line:
+            r = releases.set_config(fleet, app, pair or [], on_line)
     finally:
         fleet.close()
     if json_:
@@ -163,7 +165,8 @@ def config_unset(c: Context, app: str, key: list[str] | None = None, json_: bool
 
     fleet = Fleet.open()
     try:
-        r = releases.unset_config(fleet, app, key or [], _progress(json_))
+        with progress(json_, f"Unsetting config vars of {app}") as on_line:
+            r = releases.unset_config(fleet, app, key or [], on_line)
     finally:
         fleet.close()
     if json_:

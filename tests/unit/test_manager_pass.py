@@ -192,7 +192,7 @@ def test_ps_restart_restarts_in_place_through_the_planner_and_starts_a_new_backo
     dynos.restart(fleet, "shop", None, lines.append)
     assert ran(fleet, "node1", "systemctl", "restart") == [("systemctl", "restart", UNIT)]
     assert ran(fleet, "node2", "systemctl", "restart") == []
-    assert lines == ["-----> worker.1 on node1: Restarting"]
+    assert lines == ["-----> worker.1 on node1: Restarting", "-----> waiting for worker.1 on node1 to come up (up to 60 s)"]
     assert stream(fleet) == [("app", "api", f"Restart all dynos by {logs.who()}"), ("fleet", "worker.1", "Restarting"),
                              ("fleet", "worker.1", "State changed from starting to up")]  # fmt: skip
     assert fleet.store.dyno_restarts() == {"d1": 0}
