@@ -27,7 +27,6 @@ from typing import IO, Any
 from rich.console import Console, ConsoleOptions, RenderResult
 from rich.live import Live
 from rich.spinner import Spinner
-from rich.table import Table
 from rich.text import Text
 
 
@@ -49,12 +48,12 @@ class _Status:
 
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         text, seconds = self.progress.step()
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(no_wrap=True)
-        grid.add_column(no_wrap=True, overflow="ellipsis")
-        grid.add_column(no_wrap=True, style="dim")
-        grid.add_row(self.spinner, Text(text), f"{seconds:.0f}s")
-        yield grid
+        elapsed = f" {int(seconds)}s"
+        frame = self.spinner.render(console.get_time())
+        assert isinstance(frame, Text)  # a spinner without text of its own renders its frame as Text
+        step = Text(text, no_wrap=True)
+        step.truncate(max(1, options.max_width - frame.cell_len - 1 - len(elapsed)), overflow="ellipsis")
+        yield Text.assemble(frame, " ", step, (elapsed, "dim"), no_wrap=True)
 
 
 class Progress:
@@ -97,6 +96,12 @@ class Progress:
         printed (under this lock) waits for."""
         text, since = self._shown
         return text, max(0.0, self.clock() - since)
+
+    def refresh(self) -> None:
+        """Draw the status now (it is redrawn 8 times a second anyway)."""
+        display = self._display
+        if display is not None:
+            display.refresh()
 
     # -- the live status ----------------------------------------------------------------------------
     def __enter__(self) -> Progress:
