@@ -21,6 +21,7 @@ from fleet.tasks.base import (
 @fleet_task()
 def addons_list(c: Context, app: str, json_: bool = False) -> None:
     """The app's add-ons: its own and those attached to it from other apps."""
+    from fleet.cli import tables
     from fleet.services import addons
 
     fleet = Fleet.open(executor=RecordingExecutor())
@@ -33,10 +34,8 @@ def addons_list(c: Context, app: str, json_: bool = False) -> None:
         return
     if not found:
         _out(f"{app} has no add-ons (`fleet addons.create postgres -a {app}`)")
-    for a in found:
-        as_ = ", ".join(f"{x.var}" for x in a.attachments if x.app == app) or "-"
-        owner = "" if a.app == app else f" (from {a.app})"
-        _out(f"{a.name:20} {a.service}:{a.plan:8} {as_}{owner}")
+        return
+    tables.show(tables.addons(found, app))
 
 
 @task(name="create", positional=["service"], help={"app": "the app", "service": "the add-on service: postgres",
@@ -63,6 +62,7 @@ def addons_create(c: Context, app: str, service: str, as_: str = "", plan: str =
 @fleet_task()
 def addons_info(c: Context, app: str, name: str, json_: bool = False) -> None:
     """One add-on: service, plan and limits, host, attachments, its URL with the password masked."""
+    from fleet.cli import tables
     from fleet.services import addons
 
     fleet = Fleet.open(executor=RecordingExecutor())
@@ -75,11 +75,10 @@ def addons_info(c: Context, app: str, name: str, json_: bool = False) -> None:
         return
     a = found.addon
     _out(f"=== {a.name}")
-    for key, value in (("service", a.service), ("plan", f"{a.plan} ({found.plan.connections} connections, "
-                       f"{found.plan.size_mb} MB)"), ("limits", found.plan.enforced), ("owner", a.app), ("host", a.host),
-                       ("created", a.created_at), ("attached", ", ".join(f"{x.app} as {x.var}" for x in a.attachments) or "-"),
-                       ("url", found.url)):  # fmt: skip
-        _out(f"{key + ':':10} {value}")
+    tables.show(tables.fields((("service", a.service), ("plan", f"{a.plan} ({found.plan.connections} connections, "
+                               f"{found.plan.size_mb} MB)"), ("limits", found.plan.enforced), ("owner", a.app), ("host", a.host),
+                               ("created", a.created_at), ("attached", ", ".join(f"{x.app} as {x.var}" for x in a.attachments) or "-"),
+                               ("url", found.url)), 10))  # fmt: skip
 
 
 @task(name="attach", positional=["name"], help={"app": "the app to attach it to", "name": "the add-on",

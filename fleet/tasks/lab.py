@@ -55,13 +55,12 @@ def lab_status(c: Context, json_: bool = False) -> None:
 
 
 def _lab_table(rows: list[Any]) -> None:
+    from fleet.cli import tables
+
     if not rows:
         _out("no lab nodes")
         return
-    _out(f"{'NODE':8} {'ADDRESS':16} {'POWER':8} {'NETWORK':12}")
-    for r in rows:
-        net = {"up": "connected", "down": "partitioned", "absent": "no link"}[r.link]
-        _out(f"{r.name:8} {r.address:16} {'on' if r.running else 'off':8} {net:12}")
+    tables.show(tables.lab_nodes(rows))
 
 
 @task(help={"node": "lab node name, e.g. node2"})

@@ -33,7 +33,7 @@ from fleet.tasks.base import (
 @fleet_task()
 def nodes_status(c: Context, json_: bool = False, node: list[str] | None = None, dry_run: bool = False) -> None:
     """Health of every host: reachability, load, CPU, memory, disk, uptime, systemd."""
-    from fleet.probe import render_table
+    from fleet.cli import tables
     from fleet.services import nodes
 
     if dry_run:
@@ -50,7 +50,7 @@ def nodes_status(c: Context, json_: bool = False, node: list[str] | None = None,
     if json_:
         _out(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
-        _out(render_table(rows))
+        tables.show(tables.nodes_status(rows))
 
 
 @task(help={"node": "only these hosts (repeatable)", "check": "show what would change, change nothing"}, iterable=["node"])

@@ -28,6 +28,8 @@ from fleet.tasks.base import (
 @fleet_task()
 def releases_list(c: Context, app: str, json_: bool = False) -> None:
     """An app's releases, newest first: version, description, who, when, status."""
+    from fleet.cli import tables
+
     fleet = Fleet.open()
     try:
         fleet.store.app(app)
@@ -39,8 +41,8 @@ def releases_list(c: Context, app: str, json_: bool = False) -> None:
         return
     if not found:
         _out(f"{app} has no releases yet")
-    for r in found:
-        _out(f"v{r.version:<4} {r.description:40} {r.actor:10} {r.created_at}  {r.status}")
+        return
+    tables.show(tables.releases(found))
 
 
 def _release_dict(r: Any) -> dict[str, Any]:
@@ -62,6 +64,8 @@ def _version(text: str) -> int:
 @fleet_task()
 def releases_info(c: Context, app: str, version: str, json_: bool = False) -> None:
     """One release: slug, commit, process types, config keys, status."""
+    from fleet.cli import tables
+
     fleet = Fleet.open()
     try:
         fleet.store.app(app)
@@ -72,8 +76,7 @@ def releases_info(c: Context, app: str, version: str, json_: bool = False) -> No
     if json_:
         _out(json.dumps(d, indent=2))
         return
-    for k, v in d.items():
-        _out(f"{k + ':':15} {v}")
+    tables.show(tables.fields(d.items(), 15))
 
 
 @task(positional=["version"], help={"app": "the app", "version": "the release to roll back to (default: the one before)",
