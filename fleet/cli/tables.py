@@ -35,14 +35,16 @@ class Table:
     rows: tuple[tuple[str, ...], ...]
     gap: int = 2  # spaces between columns
     header: bool = True
+    indent: int = 0  # spaces before each line
 
     def width(self) -> int:
         """The width no cell of which is wrapped or cut."""
         lines = [tuple(c.header for c in self.columns), *self.rows] if self.header else list(self.rows)
         widths = [max([c.min_width, *(cell_len(line[i]) for line in lines)]) for i, c in enumerate(self.columns)]
-        return sum(widths) + self.gap * len(widths) + 1
+        return self.indent + sum(widths) + self.gap * len(widths) + 1
 
     def rich(self, terminal: bool) -> Any:
+        from rich.padding import Padding
         from rich.table import Table as RichTable
 
         t = RichTable(box=box.SIMPLE_HEAD if terminal and self.header else None, show_header=self.header, show_edge=False,
@@ -52,12 +54,12 @@ class Table:
                          justify="right" if c.right else "left", no_wrap=not terminal, overflow="fold")  # fmt: skip
         for row in self.rows:
             t.add_row(*(Text(cell) for cell in row))
-        return t
+        return Padding(t, (0, 0, 0, self.indent)) if self.indent else t
 
 
-def table(columns: Sequence[Column | str], rows: Iterable[Sequence[Any]], gap: int = 2, header: bool = True) -> Table:
+def table(columns: Sequence[Column | str], rows: Iterable[Sequence[Any]], gap: int = 2, header: bool = True, indent: int = 0) -> Table:
     cols = tuple(c if isinstance(c, Column) else Column(c) for c in columns)
-    return Table(cols, tuple(tuple(str(cell) for cell in row) for row in rows), gap, header)
+    return Table(cols, tuple(tuple(str(cell) for cell in row) for row in rows), gap, header, indent)
 
 
 def render(t: Table) -> str:
@@ -125,6 +127,13 @@ def releases(found: Sequence[Any]) -> Table:
     cols = [Column(min_width=5), Column(min_width=40), Column(min_width=10), Column(), Column(), Column()]  # an empty one: 2 spaces
     rows = [(f"v{r.version}", r.description, r.actor, r.created_at, "", r.status) for r in found]
     return table(cols, rows, gap=1, header=False)
+
+
+def inventory_hosts(nodes: Sequence[Any]) -> Table:
+    """inventory.show: each host's name, user@address:port and groups, indented under the inventory's path."""
+    cols = [Column(min_width=10), Column(), Column(), Column()]  # an empty one: 2 spaces before the groups
+    rows = [(n.name, f"{n.user}@{n.address}:{n.port}", "", ",".join(n.groups)) for n in nodes]
+    return table(cols, rows, gap=1, header=False, indent=2)
 
 
 def addons(found: Sequence[Any], app: str) -> Table:

@@ -114,8 +114,10 @@ def show(c: Context, json_: bool = False) -> None:
         ]}, indent=2))  # fmt: skip
         return
     _out(f"inventory: {inv.source}")
-    for n in inv.nodes:
-        _out(f"  {n.name:10} {n.user}@{n.address}:{n.port}  {','.join(n.groups)}")
+    if inv.nodes:
+        from fleet.cli import tables
+
+        tables.show(tables.inventory_hosts(inv.nodes))
 
 
 # ------------------------------------------------------------------------- audit

@@ -46,6 +46,10 @@ def old_addons(found: list[Any], app: str) -> list[str]:
     return out
 
 
+def old_inventory(nodes: list[Any]) -> list[str]:
+    return [f"  {n.name:10} {n.user}@{n.address}:{n.port}  {','.join(n.groups)}" for n in nodes]
+
+
 def old_fields(pairs: list[tuple[str, Any]], width: int) -> list[str]:
     return [f"{(k + ':').ljust(width)} {v}" for k, v in pairs]
 
@@ -102,6 +106,16 @@ def test_releases_on_a_pipe_are_the_old_text() -> None:
 def test_addons_on_a_pipe_are_the_old_text() -> None:
     assert lines(tables.addons(ADDONS, "shop")) == old_addons(ADDONS, "shop")
     assert lines(tables.addons(ADDONS, "blog")) == old_addons(ADDONS, "blog")
+
+
+def test_inventory_hosts_on_a_pipe_are_the_old_text() -> None:
+    nodes = [N(name="node1", user="root", address="169.254.77.11", port=22, groups=("dyno_hosts", "router_hosts")),
+             N(name="db", user="admin", address="10.0.0.5", port=2222, groups=("addon_hosts",)),
+             N(name="lonely", user="root", address="10.0.0.6", port=22, groups=())]  # fmt: skip
+    assert lines(tables.inventory_hosts(nodes[:1] + nodes[2:])) == [line.rstrip() for line in old_inventory(nodes[:1] + nodes[2:])]
+    new, old = lines(tables.inventory_hosts(nodes)), old_inventory(nodes)
+    assert [line.split() for line in new] == [line.split() for line in old]  # the groups now line up too
+    assert new[1] == "  db         admin@10.0.0.5:2222    addon_hosts"
 
 
 @pytest.mark.parametrize("width", [15, 20])
