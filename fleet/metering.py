@@ -129,18 +129,10 @@ def summarize(intervals: list[Interval], month: Month, now: float) -> UsageRepor
     return UsageReport(month, now, lines, running)
 
 
-def render(report: UsageReport) -> list[str]:
-    """The table `usage` prints: hours to 2 decimals, a total of the unrounded seconds."""
-    head = ("APP", "KIND", "TYPE", "SIZE", "HOURS")
-    rows = [(line.app, line.kind, line.type, line.size, f"{line.hours:.2f}") for line in report.lines]
-    rows.append(("total", "", "", "", f"{report.seconds / 3600:.2f}"))
-    widths = [max(len(r[n]) for r in [head, *rows]) for n in range(5)]
-
-    def fmt(r: tuple[str, ...]) -> str:
-        return "  ".join([*(r[n].ljust(widths[n]) for n in range(4)), r[4].rjust(widths[4])]).rstrip()
-
+def title(report: UsageReport) -> str:
+    """The line over the usage table (fleet/cli/tables.py draws the table)."""
     as_of = f" (running dynos counted up to {_iso(report.now)})" if report.running else ""
-    return [f"Dyno hours in {report.month} (UTC){as_of}", fmt(head), *(fmt(r) for r in rows)]
+    return f"Dyno hours in {report.month} (UTC){as_of}"
 
 
 def _order(key: tuple[str, str, str, str]) -> tuple[str, int, str, str]:

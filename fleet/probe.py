@@ -148,31 +148,24 @@ def _duration(seconds: float | None) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
-def render_table(rows: list[NodeHealth]) -> str:
-    header = ("HOST", "ADDRESS", "GROUPS", "STATE", "LOAD1", "CPU%", "MEM AVAIL/TOTAL", "DISK FREE", "UPTIME", "SYSTEMD")
-    lines = [header]
-    for r in rows:
-        groups = ",".join(g.replace("_hosts", "") for g in r.groups) or "-"
-        if not r.reachable or r.load1 is None or r.cpu_percent is None:
-            state = "UNREACHABLE" if not r.reachable else "reachable"
-            lines.append((r.name, r.address, groups, state, "-", "-", "-", "-", "-", r.error or ""))
-            continue
-        lines.append(
-            (
-                r.name,
-                r.address,
-                groups,
-                "reachable",
-                f"{r.load1:.2f}",
-                f"{r.cpu_percent:.0f}",
-                f"{_size(r.mem_available)}/{_size(r.mem_total)}",
-                f"{_size(r.disk_free)} {r.disk_path}",
-                _duration(r.uptime),
-                (r.systemd_state or "unknown") + (f" ({len(r.failed_units)} failed)" if r.failed_units else ""),
-            )
-        )
-    widths = [max(len(row[i]) for row in lines) for i in range(len(header) - 1)]
-    out = []
-    for row in lines:
-        out.append("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)) + "  " + row[-1])
-    return "\n".join(line.rstrip() for line in out)
+STATUS_HEADER = ("HOST", "ADDRESS", "GROUPS", "STATE", "LOAD1", "CPU%", "MEM AVAIL/TOTAL", "DISK FREE", "UPTIME", "SYSTEMD")
+
+
+def status_cells(r: NodeHealth) -> tuple[str, ...]:
+    """One host's cells of the nodes.status table (fleet/cli/tables.py draws it), under ``STATUS_HEADER``."""
+    groups = ",".join(g.replace("_hosts", "") for g in r.groups) or "-"
+    if not r.reachable or r.load1 is None or r.cpu_percent is None:
+        state = "UNREACHABLE" if not r.reachable else "reachable"
+        return (r.name, r.address, groups, state, "-", "-", "-", "-", "-", r.error or "")
+    return (
+        r.name,
+        r.address,
+        groups,
+        "reachable",
+        f"{r.load1:.2f}",
+        f"{r.cpu_percent:.0f}",
+        f"{_size(r.mem_available)}/{_size(r.mem_total)}",
+        f"{_size(r.disk_free)} {r.disk_path}",
+        _duration(r.uptime),
+        (r.systemd_state or "unknown") + (f" ({len(r.failed_units)} failed)" if r.failed_units else ""),
+    )

@@ -475,6 +475,8 @@ def _build(
         runner = LocalBuild(app_dir, env_dir, cache_dir, f"build-{app}", confine_here(limits, app), stack)
     else:
         on_line(f"-----> Building on {host.name}")
+        on_line(f"-----> Copying the app, its buildpacks and stack {stack.label} to {host.name} "
+                f"(up to {_remaining(deadline):.0f} s, the build's time left)")  # fmt: skip
         runner = RemoteBuild(fleet, host, work, app, candidates, limits, _remaining(deadline), stack)
     on_line(f"-----> Stack {stack.label} (python {stack.python}, node {stack.node})")
     try:
@@ -587,6 +589,7 @@ def _run_buildpacks(
     declared_addons.provision(fleet, app, wanted, on_line)
 
     slug_tmp = work / "slug.tar.zst"
+    on_line(f"-----> Compressing the slug (up to {_remaining(deadline):.0f} s, the build's time left)")
     packed = runner.slug(slug_tmp, max_unpacked, timeout=_remaining(deadline))
     if packed.code == TOO_BIG:
         raise BuildError(_too_big(max_unpacked))

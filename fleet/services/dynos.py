@@ -16,6 +16,7 @@ from fleet.dyno.backoff import restart_due_at
 from fleet.dyno.steps import RestartDyno
 from fleet.dyno.units import (
     DEFAULT_SIZE,
+    STOP_TIMEOUT,
     dyno_state,
     parse_unit_name,
     validate_size,
@@ -112,7 +113,9 @@ def stop(fleet: Fleet, app: str, which: str | None, on_line: Output) -> list[str
     with fleet.store.lock(f"app:{app}", "ps.stop"):
         chosen = _select(fleet.store.dynos(app), which)
         logs.api(fleet, app, f"Stop {which}" if which else "Stop all dynos")
-        router.drain(fleet, inv, {d.id for d in chosen if d.type == "web"})
+        router.drain(fleet, inv, {d.id for d in chosen if d.type == "web"}, on_line=lambda text: on_line(text.removeprefix(f"{app}: ")))
+        if chosen:
+            on_line(f"waiting for {', '.join(f'{d.name} on {d.host}' for d in chosen)} to stop (up to {STOP_TIMEOUT} s, then SIGKILL)")
         for host, ds in by_host(chosen).items():
             units = [d.unit for d in ds]
             fleet.executor.run(inv.node(host), ("systemctl", "stop", *units), timeout=90)

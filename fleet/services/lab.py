@@ -426,21 +426,26 @@ def _node_is_healthy(node: LabNode) -> bool:
     return bool(node_inits(node)) and (node.dir / "hostkey.pub").exists()
 
 
-def up(settings: Settings, count: int) -> list[LabNodeStatus]:
+def _silent(line: str) -> None:
+    pass
+
+
+def up(settings: Settings, count: int, on_line: Callable[[str], None] = _silent) -> list[LabNodeStatus]:
+    """Boot the lab; ``on_line`` is told what it waits for (the base root's debootstrap, the nodes' boot)."""
     check_prerequisites()
     if not 1 <= count <= MAX_NODES:
         raise UsageError(f"--nodes must be from 1 to {MAX_NODES}, got {count}")
     with lab_lock("lab.up"):
-        return _up(settings, count)
+        return _up(settings, count, on_line)
 
 
-def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
+def _up(settings: Settings, count: int, on_line: Callable[[str], None]) -> list[LabNodeStatus]:
     _ensure_lab_dir()
     _ensure_bridge()
     from fleet.services import aptcache
 
     aptcache.ensure_running(["127.0.0.1", HOST_ADDRESS])  # the nodes' apt proxy, on the bridge (and this machine's)
-    base = ensure_base_root()
+    base = ensure_base_root(on_line)
     pubkey = _ensure_key()
     wanted = lab_nodes(count)
     for extra in known_lab_nodes():
@@ -456,13 +461,14 @@ def _up(settings: Settings, count: int) -> list[LabNodeStatus]:
             continue
         remove_node(node)
         hostkey = prepare_root(node, pubkey, base)
+        on_line(f"booting {node.name} ({node.address})")
         boot(node)
         booted.append(node)
         _write(node.dir / "hostkey.pub", f"{hostkey.key_type} {hostkey.key_b64}\n")
     _write(lab_inventory_file(), render_inventory([n.as_node() for n in wanted], lab_inventory_vars()))
     enroll_lab_keys(settings, wanted)
     settings.use_inventory(lab_inventory_file())
-    wait_until_booted(settings, wanted)
+    wait_until_booted(settings, wanted, on_line=on_line)
     enforce_limits(settings, tuple(booted))
     return [node_status(n) for n in wanted]
 
@@ -476,8 +482,11 @@ def enroll_lab_keys(settings: Settings, nodes: tuple[LabNode, ...]) -> None:
     write_known_hosts(settings.known_hosts, text)
 
 
-def wait_until_booted(settings: Settings, nodes: tuple[LabNode, ...], timeout: float = BOOT_TIMEOUT) -> None:
+def wait_until_booted(
+    settings: Settings, nodes: tuple[LabNode, ...], timeout: float = BOOT_TIMEOUT, on_line: Callable[[str], None] = _silent
+) -> None:
     """Wait until every node answers SSH and its systemd has finished booting."""
+    on_line(f"waiting for {', '.join(n.name for n in nodes)} to finish booting (up to {timeout:g} s)")
     end = time.monotonic() + timeout
     pending = {n.name: n for n in nodes}
     last: dict[str, str] = {}
@@ -555,25 +564,25 @@ def kill(name: str) -> LabNodeStatus:
     return _on_running_node("lab.kill", name, _power_off)
 
 
-def reboot(settings: Settings, name: str) -> LabNodeStatus:
+def reboot(settings: Settings, name: str, on_line: Callable[[str], None] = _silent) -> LabNodeStatus:
     """Power cycle: cut the power, then boot again from the same disk (the root's upper layer and
     /var/lib/fleet are kept), and wait until the node has finished booting."""
 
     def power_cycle(node: LabNode) -> None:
         _power_off(node)
-        _boot_from_disk(settings, node)
+        _boot_from_disk(settings, node, on_line)
 
     return _on_running_node("lab.reboot", name, power_cycle)
 
 
-def _boot_from_disk(settings: Settings, node: LabNode) -> None:
+def _boot_from_disk(settings: Settings, node: LabNode, on_line: Callable[[str], None]) -> None:
     """Boot a powered-off node from the root and /var/lib/fleet it had, and wait until it has booted."""
     boot(node)
-    wait_until_booted(settings, (node,))
+    wait_until_booted(settings, (node,), on_line=on_line)
     enforce_limits(settings, (node,))
 
 
-def power_on(settings: Settings, name: str) -> LabNodeStatus:
+def power_on(settings: Settings, name: str, on_line: Callable[[str], None] = _silent) -> LabNodeStatus:
     """Power a node back on after a power cut: boot it from the same disk (its root's upper layer and
     /var/lib/fleet, so the dynos enabled there start again, as on a real host), and wait until it has booted."""
     check_prerequisites()
@@ -584,7 +593,7 @@ def power_on(settings: Settings, name: str) -> LabNodeStatus:
         if not (node.root / "etc").is_dir() or not (node.dir / "hostkey.pub").exists():
             raise UsageError(f"lab node {name} has no disk to boot from; `fleet lab.up` makes it afresh")
         _kill_and_wait(node_nspawns(node))
-        _boot_from_disk(settings, node)
+        _boot_from_disk(settings, node, on_line)
         return node_status(node)
 
 

@@ -273,6 +273,7 @@ def set_draining(fleet: Fleet, name: str, draining: bool, on_line: Output) -> in
         run(fleet, on_line=on_line)
     except LockHeld:
         on_line("the manager is running: it moves them")
+        on_line(f"waiting for the dynos on {name} to leave (up to {DRAIN_WAIT:g} s)")
         end += DRAIN_WAIT
     while (left := [d for d in fleet.store.dynos() if d.host == name]) and time.monotonic() < end:
         time.sleep(1)

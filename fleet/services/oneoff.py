@@ -71,6 +71,9 @@ def systemd_run_argv(spec: DynoSpec, command: str, mode: str, max_seconds: float
     return (*argv, *dyno_argv(spec, command, console))
 
 
+RELEASE_PHASE_TIMEOUT = 3600.0
+
+
 def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
     inv = fleet.inventory()
     host = _run_host(fleet, inv)
@@ -80,8 +83,10 @@ def run_release_phase(fleet: Fleet, release: Release, on_line: Output) -> int:
     argv = systemd_run_argv(spec, command, "pipe", fleet.settings.run_max_seconds)
     logs.say(fleet, release.app, spec.name, f"Starting process with command `{command}`")
     usage = fleet.store.usage_run_started(_record(spec, host), "release", attached=True)
+    limit = min(fleet.settings.run_max_seconds, RELEASE_PHASE_TIMEOUT)
+    on_line(f"       waiting for {spec.name} on {host.name} to finish (up to {limit:g} s); its output follows")
     try:
-        res = fleet.executor.run(host, argv, timeout=3600, check=False)
+        res = fleet.executor.run(host, argv, timeout=RELEASE_PHASE_TIMEOUT, check=False)
     finally:
         fleet.store.usage_run_stopped(usage)  # the release phase ran in the foreground: it ended when this returned
     output = (res.stdout + res.stderr).splitlines()

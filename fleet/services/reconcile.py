@@ -38,7 +38,7 @@ from fleet.dyno.steps import (
     Unplaced,
     WaitUp,
 )
-from fleet.dyno.units import SIZES, dyno_state, parse_unit_name
+from fleet.dyno.units import BOOT_TIMEOUT, SIZES, STOP_TIMEOUT, dyno_state, parse_unit_name
 from fleet.errors import FleetError, UsageError
 from fleet.model import DynoRecord, Node, Release, new_dyno_id
 from fleet.services import hosts, logs, rollout, router, shipping
@@ -264,6 +264,9 @@ class Reconciler:
         if isinstance(step, WaitUp):
             recs = self.resolved(step.dynos)
             if recs:
+                listen = (" and listen on its port" if len(recs) == 1 else " and listen on their ports") if any(
+                    d.type == "web" for d in recs) else ""  # fmt: skip
+                self.say(f"{recs[0].app}: waiting for {on_hosts(recs)} to come up{listen} (up to {BOOT_TIMEOUT} s)")
                 rollout.wait_until_up(fleet, self.inv, recs)
                 for d in recs:
                     self.journal(d, "State changed from starting to up")
@@ -273,7 +276,7 @@ class Reconciler:
                 self.act("route", None, None, f"router: {step.reason}")
         elif isinstance(step, Drain):
             recs = self.resolved(step.dynos)
-            router.drain(fleet, self.inv, {d.id for d in recs})
+            router.drain(fleet, self.inv, {d.id for d in recs}, on_line=self.say)
         elif isinstance(step, StopDyno):
             self.stop(step)
         elif isinstance(step, Fence):
@@ -322,6 +325,7 @@ class Reconciler:
             hosts.stop_units(self.fleet, self.inv.node(ref.host), [ref.unit])
             self.act("stop", ref.app, None, f"{ref.app}: stopped {ref.unit} on {ref.host} ({step.reason})")
             return
+        self.say(f"{d.app}: waiting for {d.name} (v{d.release}) on {d.host} to stop (up to {STOP_TIMEOUT} s, then SIGKILL)")
         rollout.remove_dynos(self.fleet, self.inv, [d])
         self.records.pop(d.id, None)
         self.act("stop", d.app, None, f"{d.app}: {d.name} (v{d.release}) stopped on {d.host} ({step.reason})")
@@ -360,6 +364,10 @@ class Reconciler:
         if self.dry_run:
             return
         logs.say(self.fleet, d.app, d.name, message)
+
+
+def on_hosts(dynos: list[DynoRecord]) -> str:
+    return ", ".join(f"{d.name} on {d.host}" for d in dynos)
 
 
 def app_of(step: Step) -> str | None:

@@ -20,7 +20,7 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -235,19 +235,24 @@ def describe_rejection(config: str, output: str) -> str:
     return f"haproxy rejected the new config (in {who}); the old one keeps serving: {first}"
 
 
-def drain(fleet: Fleet, inv: Inventory, ids: Collection[str], exclude: Collection[str] = ()) -> None:
+def drain(
+    fleet: Fleet, inv: Inventory, ids: Collection[str], exclude: Collection[str] = (), on_line: Callable[[str], None] | None = None
+) -> None:
     """Take dynos (by id) out of their backends, then wait until no request is in flight to them (at most
-    drain_seconds); ``exclude``: more dynos to leave out of the router, not waited for."""
+    drain_seconds); ``exclude``: more dynos to leave out of the router, not waited for. ``on_line`` is told the
+    wait (``APP: waiting for ...``) before it starts."""
     routers = router_hosts(inv)
     if not ids or not routers:
         return
-    leaving = sorted(
-        f"{backend_name(d.app)}/{server_name(d)}" for d in fleet.store.dynos() if d.id in ids and d.type == "web" and d.port
-    )
+    dynos = sorted((d for d in fleet.store.dynos() if d.id in ids and d.type == "web" and d.port), key=lambda d: (d.name, d.host))
+    leaving = sorted(f"{backend_name(d.app)}/{server_name(d)}" for d in dynos)
     sync(fleet, inv, exclude={*ids, *exclude})
     if not leaving:
         return
     timeout = drain_seconds(fleet)
+    if on_line is not None:
+        on_line(f"{dynos[0].app}: waiting for the requests in flight to {', '.join(f'{d.name} on {d.host}' for d in dynos)} "
+                f"to end (up to {timeout:g} s)")  # fmt: skip
     argv = (PYTHON, "-", "drain", MASTER_SOCKET, str(timeout), *leaving)
     res = fan_out(
         routers,

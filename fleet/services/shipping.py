@@ -44,9 +44,13 @@ def disk_free_mb(fleet: Fleet, node: Node) -> int | None:
         return None
 
 
-def ensure_slug(fleet: Fleet, node: Node, app: str, sha: str, uid: int) -> bool:
+#: How long preparing the hosts for a release (stack, slug, release files) may take, on all of them together.
+PREPARE_DEADLINE = 600.0
+
+
+def ensure_slug(fleet: Fleet, node: Node, app: str, sha: str, uid: int, on_line: Output | None = None) -> bool:
     """The slug extracted on the host for the app, its files the app's uid's (its dynos may change them in their
-    throw-away /app); copied and verified by sha256 only if missing. True if copied."""
+    throw-away /app); copied and verified by sha256 only if missing (``on_line`` is told before). True if copied."""
     present = fleet.executor.run(node, ("test", "-d", slug_dir(app, sha)), check=False)
     if present.code == 0:
         return False
@@ -61,6 +65,10 @@ def ensure_slug(fleet: Fleet, node: Node, app: str, sha: str, uid: int) -> bool:
     free_mb = disk_free_mb(fleet, node)
     if free_mb is not None and free_mb < need_mb:
         raise DiskFull(node.name, free_mb, need_mb)
+    if on_line is not None:
+        from fleet.slug.compiler import human_size
+
+        on_line(f"-----> Copying slug {sha[:12]} ({human_size(local.stat().st_size)}) to {node.name} (up to {PREPARE_DEADLINE:g} s)")
     try:
         fleet.executor.put(node, local, f"{slugs}/.{sha}.tar.zst.part")
     except HostUnreachable:
@@ -86,6 +94,7 @@ def ensure_stack(fleet: Fleet, node: Node, name: str, on_line: Output) -> None:
     version = stacks.current(name)
     if version is None:
         raise FleetError(f"stack {name} is not built on this machine; run `fleet stacks.build {name}`")
+    on_line(f"-----> Shipping stack {version.label} to {node.name} (up to {PREPARE_DEADLINE:g} s)")
     stacks.ship(fleet, node, version, switch=False)
     on_line(f"-----> Stack {version.label} shipped to {node.name}")
 
@@ -117,11 +126,11 @@ def prepare_hosts(fleet: Fleet, nodes: Iterable[Node], release: Release, on_line
 
     def prepare(node: Node) -> bool:
         ensure_stack(fleet, node, release.stack, on_line)
-        copied = ensure_slug(fleet, node, release.app, sha, uid)
+        copied = ensure_slug(fleet, node, release.app, sha, uid, on_line)
         release_files(fleet, node, release, uid)
         return copied
 
-    results = fan_out(list(nodes), prepare, max_parallel=fleet.settings.max_parallel, deadline=600.0)
+    results = fan_out(list(nodes), prepare, max_parallel=fleet.settings.max_parallel, deadline=PREPARE_DEADLINE)
     copied = sorted(h for h, c in results.ok.items() if c)
     if copied:
         on_line(f"-----> Slug {sha[:12]} copied to {', '.join(copied)}")

@@ -301,6 +301,9 @@ def ship(fleet: Fleet, node: Node, version: StackVersion, switch: bool) -> str |
     return had[0] or "none"
 
 
+ROLL_DEADLINE = 900.0
+
+
 def roll(fleet: Fleet, name: str, wanted: str | None, on_line: Output) -> StackVersion:
     """Make a version (default: the newest built) current on this machine and every host; running dynos keep
     the one they started on until they restart or cycle."""
@@ -325,7 +328,9 @@ def roll(fleet: Fleet, name: str, wanted: str | None, on_line: Output) -> StackV
             fleet.executor.run(node, prune_stack_argv(name, old), check=False, timeout=60)
         return before
 
-    results = fan_out(nodes, roll_one, max_parallel=fleet.settings.max_parallel, deadline=900.0)
+    on_line(f"-----> Shipping {version.label} to {', '.join(n.name for n in nodes) or 'no host'} and making it current there "
+            f"(up to {ROLL_DEADLINE:g} s)")  # fmt: skip
+    results = fan_out(nodes, roll_one, max_parallel=fleet.settings.max_parallel, deadline=ROLL_DEADLINE)
     for host in sorted(results.ok):
         before = results.ok[host]
         on_line(

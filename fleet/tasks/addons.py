@@ -11,8 +11,8 @@ from fleet.exec.recording import RecordingExecutor
 from fleet.tasks.base import (
     _json,
     _out,
-    _progress,
     fleet_task,
+    progress,
 )
 
 
@@ -21,6 +21,7 @@ from fleet.tasks.base import (
 @fleet_task()
 def addons_list(c: Context, app: str, json_: bool = False) -> None:
     """The app's add-ons: its own and those attached to it from other apps."""
+    from fleet.cli import tables
     from fleet.services import addons
 
     fleet = Fleet.open(executor=RecordingExecutor())
@@ -33,10 +34,8 @@ def addons_list(c: Context, app: str, json_: bool = False) -> None:
         return
     if not found:
         _out(f"{app} has no add-ons (`fleet addons.create postgres -a {app}`)")
-    for a in found:
-        as_ = ", ".join(f"{x.var}" for x in a.attachments if x.app == app) or "-"
-        owner = "" if a.app == app else f" (from {a.app})"
-        _out(f"{a.name:20} {a.service}:{a.plan:8} {as_}{owner}")
+        return
+    tables.show(tables.addons(found, app))
 
 
 @task(name="create", positional=["service"], help={"app": "the app", "service": "the add-on service: postgres or redis",
@@ -50,7 +49,8 @@ def addons_create(c: Context, app: str, service: str, as_: str = "", plan: str =
 
     fleet = Fleet.open()
     try:
-        addon = addons.create(fleet, app, service, plan or None, as_ or None, _progress(json_))
+        with progress(json_, f"Creating a {service} add-on for {app}") as on_line:
+            addon = addons.create(fleet, app, service, plan or None, as_ or None, on_line)
     finally:
         fleet.close()
     if json_:
@@ -63,6 +63,7 @@ def addons_create(c: Context, app: str, service: str, as_: str = "", plan: str =
 @fleet_task()
 def addons_info(c: Context, app: str, name: str, json_: bool = False) -> None:
     """One add-on: service, plan and limits, host, attachments, its URL with the password masked."""
+    from fleet.cli import tables
     from fleet.services import addons
 
     fleet = Fleet.open(executor=RecordingExecutor())
@@ -75,11 +76,10 @@ def addons_info(c: Context, app: str, name: str, json_: bool = False) -> None:
         return
     a = found.addon
     _out(f"=== {a.name}")
-    for key, value in (("service", a.service), ("plan", f"{a.plan} ({found.plan.connections} connections, "
-                       f"{found.plan.size_mb} MB)"), ("limits", found.plan.enforced), ("owner", a.app), ("host", a.host),
-                       ("created", a.created_at), ("attached", ", ".join(f"{x.app} as {x.var}" for x in a.attachments) or "-"),
-                       ("url", found.url)):  # fmt: skip
-        _out(f"{key + ':':10} {value}")
+    tables.show(tables.fields((("service", a.service), ("plan", f"{a.plan} ({found.plan.connections} connections, "
+                               f"{found.plan.size_mb} MB)"), ("limits", found.plan.enforced), ("owner", a.app), ("host", a.host),
+                               ("created", a.created_at), ("attached", ", ".join(f"{x.app} as {x.var}" for x in a.attachments) or "-"),
+                               ("url", found.url)), 10))  # fmt: skip
 
 
 @task(name="attach", positional=["name"], help={"app": "the app to attach it to", "name": "the add-on",
@@ -91,7 +91,8 @@ def addons_attach(c: Context, app: str, name: str, as_: str = "") -> str:
 
     fleet = Fleet.open()
     try:
-        attachment = addons.attach(fleet, app, name, as_ or None, _out)
+        with progress(title=f"Attaching {name} to {app}") as on_line:
+            attachment = addons.attach(fleet, app, name, as_ or None, on_line)
     finally:
         fleet.close()
     return attachment.var
@@ -106,7 +107,8 @@ def addons_destroy(c: Context, app: str, name: str, confirm: str = "") -> str:
 
     fleet = Fleet.open()
     try:
-        addon = addons.destroy(fleet, app, name, confirm, _out)
+        with progress(title=f"Destroying {name}") as on_line:
+            addon = addons.destroy(fleet, app, name, confirm, on_line)
     finally:
         fleet.close()
     return addon.name

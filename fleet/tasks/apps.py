@@ -15,6 +15,7 @@ from fleet.tasks.base import (
     _json,
     _out,
     fleet_task,
+    progress,
 )
 
 
@@ -66,6 +67,7 @@ def apps_list(c: Context, json_: bool = False) -> None:
 @fleet_task()
 def info(c: Context, app: str, json_: bool = False) -> None:
     """An app: its git remote, buildpack, builds."""
+    from fleet.cli import tables
     from fleet.services import apps
 
     fleet = Fleet.open(executor=RecordingExecutor())
@@ -77,9 +79,8 @@ def info(c: Context, app: str, json_: bool = False) -> None:
         _out(json.dumps(found.to_dict(), indent=2))
         return
     _out(f"=== {app}")
-    for key, value in found.to_dict().items():
-        if key not in ("name", "buildpacks"):
-            _out(f"{key + ':':12} {value if value not in (None, '') else '-'}")
+    shown = [(k, "-" if v in (None, "") else v) for k, v in found.to_dict().items() if k not in ("name", "buildpacks")]
+    tables.show(tables.fields(shown, 12))
 
 
 @task(positional=["name"], help={"name": "the app to destroy", "confirm": "the app's name again"})
@@ -102,7 +103,7 @@ def destroy(c: Context, name: str, confirm: str = "") -> None:
 @fleet_task()
 def builds_list(c: Context, app: str, json_: bool = False) -> None:
     """An app's builds: number, slug id, size, commit, status."""
-    from fleet.slug.compiler import human_size
+    from fleet.cli import tables
 
     fleet = Fleet.open(executor=RecordingExecutor())
     try:
@@ -116,11 +117,7 @@ def builds_list(c: Context, app: str, json_: bool = False) -> None:
     if not found:
         _out(f"{app} has no builds yet: git push, or `fleet deploy -a {app} PATH`")
         return
-    _out(f"{'BUILD':6} {'STATUS':10} {'SLUG':13} {'SIZE':9} {'COMMIT':8} {'BUILDPACK':10} CREATED")
-    for b in found:
-        _out(
-            f"{b.number:<6} {b.status:10} {b.slug_id:13} {human_size(b.slug_size):9} {(b.commit[:7] or '-'):8} {b.buildpack:10} {b.created_at}"
-        )
+    tables.show(tables.builds(found))
 
 
 @task(positional=["path"], help={"app": "the app", "path": "the app's directory or a .tar.gz of it (default: .)"})
@@ -131,7 +128,8 @@ def deploy(c: Context, app: str, path: str | None = None) -> str:
 
     fleet = Fleet.open()
     try:
-        result = build(fleet, app, source_for(path or "."), _out)
+        with progress(title=f"Deploying {app}") as on_line:
+            result = build(fleet, app, source_for(path or "."), on_line)
     finally:
         fleet.close()
     return f"build {result.number} slug {result.slug_sha256}"

@@ -14,7 +14,7 @@ import re
 import sqlite3
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from invoke.context import Context
 from invoke.exceptions import Exit
@@ -22,6 +22,9 @@ from invoke.exceptions import Exit
 from fleet.context import Fleet
 from fleet.errors import FleetError, exit_code_for
 from fleet.exec.recording import RecordingExecutor
+
+if TYPE_CHECKING:
+    from fleet.cli.progress import Progress
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger("fleet")
@@ -35,9 +38,12 @@ def _err(text: str = "") -> None:
     print(text, file=sys.stderr, flush=True)
 
 
-def _progress(json_: bool) -> Callable[[str], None]:
-    """Where a command's progress lines go: stdout, or stderr when stdout is its JSON."""
-    return _err if json_ else _out
+def progress(json_: bool = False, title: str = "working") -> Progress:
+    """What a task hands a service as ``on_line``, in a ``with`` block: the lines as they are on stdout (stderr
+    with --json: stdout is the JSON), with a live status under them on a terminal (fleet/cli/progress.py)."""
+    from fleet.cli.progress import for_task
+
+    return for_task(json_, title)
 
 
 def _json(value: Any) -> None:

@@ -14,8 +14,8 @@ from fleet.context import Fleet
 from fleet.tasks.base import (
     _json,
     _out,
-    _progress,
     fleet_task,
+    progress,
 )
 
 
@@ -64,7 +64,8 @@ def ps_scale(c: Context, app: str, spec: list[str] | None = None, json_: bool = 
             validate_process_type(name)
     fleet = Fleet.open()
     try:
-        formation = dynos.scale(fleet, app, spec or [], _progress(json_))
+        with progress(json_, f"Scaling {app}'s dynos") as on_line:
+            formation = dynos.scale(fleet, app, spec or [], on_line)
     finally:
         fleet.close()
     if json_:
@@ -89,7 +90,8 @@ def ps_restart(c: Context, app: str, which: str | None = None, json_: bool = Fal
     fleet = Fleet.open()
     try:
         fleet.store.app(app)  # an unknown app is an error, not "nothing to restart"
-        touched = dynos.restart(fleet, app, which or None, _progress(json_))
+        with progress(json_, f"Restarting {which or 'every dyno'} of {app}") as on_line:
+            touched = dynos.restart(fleet, app, which or None, on_line)
     finally:
         fleet.close()
     if json_:
@@ -108,7 +110,8 @@ def ps_stop(c: Context, app: str, which: str | None = None, json_: bool = False)
     fleet = Fleet.open()
     try:
         fleet.store.app(app)  # an unknown app is an error, not "nothing to stop"
-        touched = dynos.stop(fleet, app, which or None, _progress(json_))
+        with progress(json_, f"Stopping {which or 'every dyno'} of {app}") as on_line:
+            touched = dynos.stop(fleet, app, which or None, on_line)
     finally:
         fleet.close()
     if json_:

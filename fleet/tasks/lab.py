@@ -13,6 +13,7 @@ from fleet.settings import Settings
 from fleet.tasks.base import (
     _out,
     fleet_task,
+    progress,
 )
 
 
@@ -24,7 +25,8 @@ def up(c: Context, nodes: int = 3) -> None:
     from fleet.services import lab
 
     settings = Settings.from_env()
-    rows = lab.up(settings, int(nodes))
+    with progress(title=f"Booting a lab of {int(nodes)} hosts") as on_line:
+        rows = lab.up(settings, int(nodes), on_line)
     _lab_table(rows)
     _out(f"inventory: {settings.inventory_path()}")
 
@@ -53,13 +55,12 @@ def lab_status(c: Context, json_: bool = False) -> None:
 
 
 def _lab_table(rows: list[Any]) -> None:
+    from fleet.cli import tables
+
     if not rows:
         _out("no lab nodes")
         return
-    _out(f"{'NODE':8} {'ADDRESS':16} {'POWER':8} {'NETWORK':12}")
-    for r in rows:
-        net = {"up": "connected", "down": "partitioned", "absent": "no link"}[r.link]
-        _out(f"{r.name:8} {r.address:16} {'on' if r.running else 'off':8} {net:12}")
+    tables.show(tables.lab_nodes(rows))
 
 
 @task(help={"node": "lab node name, e.g. node2"})
@@ -78,7 +79,8 @@ def reboot(c: Context, node: str) -> None:
     """Power cycle: cut the power, boot again from the same disk, wait until booted."""
     from fleet.services import lab
 
-    lab.reboot(Settings.from_env(), node)
+    with progress(title=f"Rebooting {node}") as on_line:
+        lab.reboot(Settings.from_env(), node, on_line)
     _out(f"{node}: rebooted")
 
 
@@ -88,7 +90,8 @@ def boot_node(c: Context, node: str) -> None:
     """Power on a node whose power was cut: boot it from the same disk, wait until booted."""
     from fleet.services import lab
 
-    lab.power_on(Settings.from_env(), node)
+    with progress(title=f"Booting {node}") as on_line:
+        lab.power_on(Settings.from_env(), node, on_line)
     _out(f"{node}: booted")
 
 

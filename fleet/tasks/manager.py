@@ -14,6 +14,7 @@ from fleet.tasks.base import (
     _fail,
     _out,
     fleet_task,
+    progress,
 )
 
 
@@ -31,7 +32,8 @@ def manager_run(c: Context, dry_run: bool = False, watch: float = 0.0) -> str:
         raise _fail(UsageError(f"--watch {watch:g}: give seconds between 0 and 3600"))
     fleet = Fleet.open()
     try:
-        reports = manager.run(fleet, dry_run=dry_run, watch=watch, on_line=_out)
+        with progress(title="The dyno manager's pass: probing the hosts") as on_line:
+            reports = manager.run(fleet, dry_run=dry_run, watch=watch, on_line=on_line)
     finally:
         fleet.close()
     acted = sum(len(r.actions) for r in reports)

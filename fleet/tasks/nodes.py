@@ -17,6 +17,7 @@ from fleet.settings import Settings
 from fleet.tasks.base import (
     _out,
     fleet_task,
+    progress,
 )
 
 
@@ -32,7 +33,7 @@ from fleet.tasks.base import (
 @fleet_task()
 def nodes_status(c: Context, json_: bool = False, node: list[str] | None = None, dry_run: bool = False) -> None:
     """Health of every host: reachability, load, CPU, memory, disk, uptime, systemd."""
-    from fleet.probe import render_table
+    from fleet.cli import tables
     from fleet.services import nodes
 
     if dry_run:
@@ -49,7 +50,7 @@ def nodes_status(c: Context, json_: bool = False, node: list[str] | None = None,
     if json_:
         _out(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
-        _out(render_table(rows))
+        tables.show(tables.nodes_status(rows))
 
 
 @task(help={"node": "only these hosts (repeatable)", "check": "show what would change, change nothing"}, iterable=["node"])
@@ -60,7 +61,8 @@ def provision(c: Context, node: list[str] | None = None, check: bool = False) ->
 
     fleet = Fleet.open()
     try:
-        result = nodes.provision(fleet, node or None, check=check, on_line=_out)
+        with progress(title="Provisioning the hosts (ansible-playbook)") as on_line:
+            result = nodes.provision(fleet, node or None, check=check, on_line=on_line)
     finally:
         fleet.close()
     _out(f"provisioned {len(result.recap)} hosts: changed={result.changed}")
@@ -112,8 +114,10 @@ def show(c: Context, json_: bool = False) -> None:
         ]}, indent=2))  # fmt: skip
         return
     _out(f"inventory: {inv.source}")
-    for n in inv.nodes:
-        _out(f"  {n.name:10} {n.user}@{n.address}:{n.port}  {','.join(n.groups)}")
+    if inv.nodes:
+        from fleet.cli import tables
+
+        tables.show(tables.inventory_hosts(inv.nodes))
 
 
 # ------------------------------------------------------------------------- audit
@@ -142,7 +146,8 @@ def nodes_drain(c: Context, node: str) -> None:
 
     fleet = Fleet.open()
     try:
-        left = manager.set_draining(fleet, node, True, _out)
+        with progress(title=f"Draining {node}") as on_line:
+            left = manager.set_draining(fleet, node, True, on_line)
     finally:
         fleet.close()
     if left:

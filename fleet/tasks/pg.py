@@ -19,7 +19,7 @@ from invoke.tasks import task
 
 from fleet.context import Fleet
 from fleet.exec.recording import RecordingExecutor
-from fleet.tasks.base import _err, _json, _out, _progress, fleet_task
+from fleet.tasks.base import _err, _json, _out, fleet_task, progress
 
 
 def _sql_masked(args: dict[str, Any]) -> dict[str, Any]:
@@ -83,7 +83,8 @@ def backups_capture(c: Context, app: str, name: str | None = None, json_: bool =
 
     fleet = Fleet.open(executor=RecordingExecutor())
     try:
-        backup = pg.capture(fleet, app, name or None, _progress(json_))
+        with progress(json_, f"Capturing a backup of {app}") as on_line:
+            backup = pg.capture(fleet, app, name or None, on_line)
     finally:
         fleet.close()
     if json_:

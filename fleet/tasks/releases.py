@@ -16,10 +16,10 @@ from fleet.errors import FleetError
 from fleet.tasks.base import (
     _json,
     _out,
-    _progress,
     fleet_task,
     mask_pairs,
     pair_secrets,
+    progress,
 )
 
 
@@ -28,6 +28,8 @@ from fleet.tasks.base import (
 @fleet_task()
 def releases_list(c: Context, app: str, json_: bool = False) -> None:
     """An app's releases, newest first: version, description, who, when, status."""
+    from fleet.cli import tables
+
     fleet = Fleet.open()
     try:
         fleet.store.app(app)
@@ -39,8 +41,8 @@ def releases_list(c: Context, app: str, json_: bool = False) -> None:
         return
     if not found:
         _out(f"{app} has no releases yet")
-    for r in found:
-        _out(f"v{r.version:<4} {r.description:40} {r.actor:10} {r.created_at}  {r.status}")
+        return
+    tables.show(tables.releases(found))
 
 
 def _release_dict(r: Any) -> dict[str, Any]:
@@ -62,6 +64,8 @@ def _version(text: str) -> int:
 @fleet_task()
 def releases_info(c: Context, app: str, version: str, json_: bool = False) -> None:
     """One release: slug, commit, process types, config keys, status."""
+    from fleet.cli import tables
+
     fleet = Fleet.open()
     try:
         fleet.store.app(app)
@@ -72,8 +76,7 @@ def releases_info(c: Context, app: str, version: str, json_: bool = False) -> No
     if json_:
         _out(json.dumps(d, indent=2))
         return
-    for k, v in d.items():
-        _out(f"{k + ':':15} {v}")
+    tables.show(tables.fields(d.items(), 15))
 
 
 @task(positional=["version"], help={"app": "the app", "version": "the release to roll back to (default: the one before)",
@@ -85,7 +88,8 @@ def rollback(c: Context, app: str, version: str | None = None, json_: bool = Fal
 
     fleet = Fleet.open()
     try:
-        r = releases.rollback(fleet, app, _version(version) if version else None, _progress(json_))
+        with progress(json_, f"Rolling {app} back") as on_line:
+            r = releases.rollback(fleet, app, _version(version) if version else None, on_line)
     finally:
         fleet.close()
     if json_:
@@ -147,7 +151,8 @@ def config_set(c: Context, app: str, pair: list[str] | None = None, json_: bool 
 
     fleet = Fleet.open()
     try:
-        r = releases.set_config(fleet, app, pair or [], _progress(json_))
+        with progress(json_, f"Setting config vars of {app}") as on_line:
+            r = releases.set_config(fleet, app, pair or [], on_line)
     finally:
         fleet.close()
     if json_:
@@ -163,7 +168,8 @@ def config_unset(c: Context, app: str, key: list[str] | None = None, json_: bool
 
     fleet = Fleet.open()
     try:
-        r = releases.unset_config(fleet, app, key or [], _progress(json_))
+        with progress(json_, f"Unsetting config vars of {app}") as on_line:
+            r = releases.unset_config(fleet, app, key or [], on_line)
     finally:
         fleet.close()
     if json_:

@@ -13,6 +13,7 @@ from fleet.exec.recording import RecordingExecutor
 from fleet.tasks.base import (
     _out,
     fleet_task,
+    progress,
 )
 
 
@@ -118,7 +119,8 @@ def stacks_build(c: Context, name: str) -> str:
     """Build a new version of a stack here with the day's Debian packages (hosts get it with stacks.roll)."""
     from fleet.services import stacks
 
-    built = stacks.build(name, _out)
+    with progress(title=f"Building stack {name}") as on_line:
+        built = stacks.build(name, on_line)
     _out(f"Roll it out with `fleet stacks.roll {name}`: each dyno picks it up at its next restart or cycle")
     return built.label
 
@@ -131,7 +133,8 @@ def stacks_roll(c: Context, name: str, version: str = "") -> str:
 
     fleet = Fleet.open()
     try:
-        rolled = stacks.roll(fleet, name, version or None, _out)
+        with progress(title=f"Rolling stack {name} out to the hosts") as on_line:
+            rolled = stacks.roll(fleet, name, version or None, on_line)
     finally:
         fleet.close()
     _out(f"{rolled.label} is current; running dynos move to it at their next restart or daily cycle "

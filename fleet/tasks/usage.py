@@ -22,7 +22,7 @@ def usage_task(c: Context, app: str = "", all_: bool = False, month: str = "", j
     """Dyno hours of an app (or of every app) in a month, by kind, type and size: one-off dynos included."""
     import time
 
-    from fleet.metering import render
+    from fleet.cli import tables
     from fleet.services import metering
 
     if bool(app) == all_:
@@ -35,6 +35,7 @@ def usage_task(c: Context, app: str = "", all_: bool = False, month: str = "", j
     if json_:
         _json(report.to_dict())
         return
-    for line in render(report):
-        _out(line)
+    title, table = tables.usage(report)
+    _out(title)
+    tables.show(table)
 

@@ -77,6 +77,9 @@ def test_first_deploy_runs_one_web_dyno_that_answers(lab: Path, envapp: str) -> 
 def test_scale_spreads_over_hosts_and_is_idempotent(lab: Path, envapp: str) -> None:
     res = run_fleet(lab, "ps.scale", "-a", envapp, "web=3", "worker=1")
     assert res.code == 0, res.stderr
+    # piped: plain lines only, and the wait for the new dynos is named with its limit before it starts
+    waits = [line for line in res.stdout.splitlines() if line.startswith("-----> waiting for ") and line.endswith(" (up to 60 s)")]
+    assert waits and "\x1b" not in res.stdout, res.stdout
     dynos = ps(lab, envapp)
     web = [d for d in dynos if d["type"] == "web"]
     assert sorted(d["host"] for d in web) == ["node1", "node2", "node3"]
@@ -92,6 +95,7 @@ def test_config_values_arrive_byte_for_byte_as_a_new_release(lab: Path, envapp: 
     res = run_fleet(lab, "config.set", "-a", envapp, f"TRICKY={TRICKY}", "EMPTY=", "DOLLAR=$PATH")
     assert res.code == 0, res.stderr
     assert "Releasing v2: Set TRICKY, EMPTY, DOLLAR config vars" in res.stdout
+    assert "to end (up to 30 s)" in res.stdout, res.stdout  # the old web dynos' drain at the router, named before it waits
     dynos = ps(lab, envapp)
     assert {d["release"] for d in dynos} == {2} and all(d["state"] == "up" for d in dynos)
     webs = [d for d in dynos if d["type"] == "web"]

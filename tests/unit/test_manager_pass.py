@@ -40,6 +40,7 @@ class Hosts:
         self.memory: dict[str, dict[str, int]] = {}  # host -> unit -> bytes in use
         self.free_mb: dict[str, int] = {}  # host -> MB free for slugs and release files (absent: not said)
         self.started = int(time.time()) - 60  # every unit started a minute ago (no cycle is due)
+        self.absent: set[str] = set()  # paths `test -d` does not find (a slug not copied there yet)
 
     def respond(self, call: Call) -> CommandResult:
         if call.host in self.down:
@@ -56,6 +57,8 @@ class Hosts:
             out = "".join(f"{u} {n}\n" for u, n in self.memory.get(call.host, {}).items())
         elif argv[:2] == ("sh", "-c") and "df -k" in argv[2]:  # the listeners, then the disk free
             out = "--\n" + (f"free-kb {self.free_mb[call.host] * 1024}\n" if call.host in self.free_mb else "")
+        elif argv[:2] == ("test", "-d") and argv[2] in self.absent:
+            return CommandResult(call.host, argv, 1, "", "")
         elif argv[:2] == ("systemctl", "restart"):
             for u in argv[2:]:
                 units[u] = ("active", "running", "success")
@@ -192,7 +195,7 @@ def test_ps_restart_restarts_in_place_through_the_planner_and_starts_a_new_backo
     dynos.restart(fleet, "shop", None, lines.append)
     assert ran(fleet, "node1", "systemctl", "restart") == [("systemctl", "restart", UNIT)]
     assert ran(fleet, "node2", "systemctl", "restart") == []
-    assert lines == ["-----> worker.1 on node1: Restarting"]
+    assert lines == ["-----> worker.1 on node1: Restarting", "-----> waiting for worker.1 on node1 to come up (up to 60 s)"]
     assert stream(fleet) == [("app", "api", f"Restart all dynos by {logs.who()}"), ("fleet", "worker.1", "Restarting"),
                              ("fleet", "worker.1", "State changed from starting to up")]  # fmt: skip
     assert fleet.store.dyno_restarts() == {"d1": 0}
@@ -223,3 +226,56 @@ def test_a_host_with_a_full_disk_is_said_once_and_a_scale_puts_nothing_there(fle
     dynos.scale(fleet, "shop", ["worker=3"], lambda s: None)
     assert sorted(d.host for d in fleet.store.dynos("shop")) == ["node1", "node1", "node1"]
     assert ran(fleet, "node2", "systemctl", "restart") == []
+
+
+# -- a long wait is said before it starts: what is waited for, and for how long at most (issue 14) ------------------------
+def test_a_failover_says_the_slug_copy_and_the_wait_for_the_new_dyno(fleet: Fleet, hosts: Hosts) -> None:
+    from fleet.dyno.units import slug_dir
+    from fleet.slugstore import SlugStore
+
+    slug = SlugStore(fleet.settings.slugs_dir).path("ab" * 32)
+    slug.parent.mkdir(parents=True, exist_ok=True)
+    slug.write_bytes(b"x" * 1500)
+    hosts.absent.add(slug_dir("shop", "ab" * 32))  # node2 has never run shop
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    hosts.down.add("node1")
+    manager.run(fleet)  # one miss: not down yet
+    lines: list[str] = []
+    manager.run(fleet, on_line=lines.append)
+    copying = "-----> Copying slug abababababab (1.5KB) to node2 (up to 600 s)"
+    waiting = "shop: waiting for worker.1 on node2 to come up (up to 60 s)"
+    assert copying in lines and waiting in lines, lines
+    assert lines.index(copying) < lines.index("-----> Slug abababababab copied to node2") < lines.index(waiting)
+    assert not [line for line in lines if "to stop" in line]  # the dyno on the down host is forgotten, not waited for
+
+
+def test_a_scale_down_says_it_waits_for_the_dyno_to_stop(fleet: Fleet, hosts: Hosts) -> None:
+    from fleet.services import dynos
+
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    lines: list[str] = []
+    dynos.scale(fleet, "shop", ["worker=0"], lines.append)
+    assert lines == ["-----> waiting for worker.1 (v1) on node1 to stop (up to 30 s, then SIGKILL)",
+                     "-----> worker.1 (v1) stopped on node1 (scaled down)"]  # fmt: skip
+
+
+def test_ps_stop_says_what_it_waits_for_then_what_it_stopped(fleet: Fleet, hosts: Hosts) -> None:
+    from fleet.services import dynos
+
+    hosts.units["node1"][UNIT] = ("active", "running", "success")
+    lines: list[str] = []
+    dynos.stop(fleet, "shop", None, lines.append)
+    assert lines == ["waiting for worker.1 on node1 to stop (up to 30 s, then SIGKILL)", "Stopping worker.1... done"]
+
+
+def test_a_drain_while_the_manager_runs_says_how_long_it_waits(fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fleet.errors import LockHeld
+
+    def held(*args: object, **kwargs: object) -> None:
+        raise LockHeld("the manager's lease is held")
+
+    monkeypatch.setattr(manager, "run", held)
+    lines: list[str] = []
+    assert manager.set_draining(fleet, "node2", True, lines.append) == 0  # nothing runs on node2: no wait at all
+    assert lines == ["draining node2: its dynos move to the other hosts", "the manager is running: it moves them",
+                     "waiting for the dynos on node2 to leave (up to 300 s)"]  # fmt: skip

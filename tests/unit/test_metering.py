@@ -6,10 +6,17 @@ from datetime import UTC, datetime
 
 import pytest
 
+from fleet.cli import tables
 from fleet.errors import UsageError
-from fleet.metering import Interval, Month, UsageLine, month_of, parse_month, render, seconds_within, summarize
+from fleet.metering import Interval, Month, UsageLine, UsageReport, month_of, parse_month, seconds_within, summarize
 
 H = 3600.0
+
+
+def render(report: UsageReport) -> list[str]:
+    """What `usage` prints on a pipe: the title, then the table (fleet/cli/tables.py)."""
+    title, table = tables.usage(report)
+    return [title, *tables.render(table).splitlines()]
 
 
 def at(text: str) -> float:
