@@ -26,11 +26,10 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from fleetcli import fleet
+from fleetcli import fleet, own_lab
 
 APP = "bench-addons"
 TARGET = "bench-restore"
@@ -171,21 +170,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--mb", type=float, default=100)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench: needs root (the lab boots systemd-nspawn hosts)")
-    if Path("/var/lib/fleet-lab").exists():
-        sys.exit("bench: a lab already exists on this machine (`fleet lab.down` it first): the bench boots its own")
     missing = [p for p in ("psql", "pg_dump", "pg_restore") if shutil.which(p) is None]
     if missing:
         sys.exit(f"bench: {', '.join(missing)} missing: `make install` installs Debian's postgresql-client")
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-addons-") as tmp:
-        home = Path(tmp) / "home"
-        fleet(home, "lab.up", "--nodes", "3")
+    with own_lab("fleet-bench-addons-") as (tmp, home, router):
         try:
-            fleet(home, "nodes.provision")
-            inv = json.loads(fleet(home, "inventory.show", "--json"))
-            router = next(h["address"] for h in inv["hosts"] if "router_hosts" in h["groups"])
-            src = Path(tmp) / "web"
+            src = tmp / "web"
             src.mkdir()
             (src / "Procfile").write_text("web: python3 app.py\n")
             (src / "app.py").write_text(WEB)
@@ -209,8 +199,6 @@ def main() -> None:
                 raise BenchError(f"the restore has {restored} rows of filler, the source {rows}")
         except BenchError as e:
             sys.exit(f"bench: {e}")
-        finally:
-            fleet(home, "lab.down")
     whole = [r[1] for r in rounds]
     median = statistics.median(whole)
     db_mb = db_bytes / 1e6

@@ -27,14 +27,13 @@ import re
 import shlex
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 
-from fleetcli import FLEET, ROOT, fleet
+from fleetcli import FLEET, ROOT, fleet, own_lab
 
 APP = "bench-logs"
 PRINTER = "bench-printer"
@@ -304,59 +303,47 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8)
     args = parser.parse_args()
-    if os.geteuid() != 0:
-        sys.exit("bench: needs root (the lab boots systemd-nspawn hosts)")
-    if Path("/var/lib/fleet-lab").exists():
-        sys.exit("bench: a lab already exists on this machine (`fleet lab.down` it first): the bench boots its own")
-    with tempfile.TemporaryDirectory(prefix="fleet-bench-logs-") as tmp:
-        home = Path(tmp) / "home"
-        fleet(home, "lab.up", "--nodes", "3")
-        try:
-            fleet(home, "nodes.provision")
-            inv = json.loads(fleet(home, "inventory.show", "--json"))
-            router = next(h["address"] for h in inv["hosts"] if "router_hosts" in h["groups"])
-            fleet(home, "apps.create", APP)
-            fleet(home, "deploy", "-a", APP, str(ROOT / "examples" / "node"))
-            fleet(home, "ps.scale", "-a", APP, "web=2")
-            wrk(f"http://{router}/warm", 2, f"{APP}.fleet.test")
-            runs: dict[str, list[dict[str, float]]] = {t: [] for t in TRANSPORTS}
-            for _ in range(2):  # each transport twice, interleaved: the machine is shared and noisy
-                for transport in TRANSPORTS:
-                    set_router_transport(home, router, transport)
-                    runs[transport].append(router_run(home, router, args.seconds, transport))
-            reloaded = {}
-            for transport in ("fleet", "ring-rsyslog"):  # lines of requests in flight when HAProxy reloads
+    with own_lab("fleet-bench-logs-") as (tmp, home, router):
+        fleet(home, "apps.create", APP)
+        fleet(home, "deploy", "-a", APP, str(ROOT / "examples" / "node"))
+        fleet(home, "ps.scale", "-a", APP, "web=2")
+        wrk(f"http://{router}/warm", 2, f"{APP}.fleet.test")
+        runs: dict[str, list[dict[str, float]]] = {t: [] for t in TRANSPORTS}
+        for _ in range(2):  # each transport twice, interleaved: the machine is shared and noisy
+            for transport in TRANSPORTS:
                 set_router_transport(home, router, transport)
-                reloaded[transport] = router_run(home, router, args.seconds, transport, reloads=3)
-            set_router_transport(home, router, "fleet")
-            fleet(home, "ps.scale", "-a", APP, "web=0")
+                runs[transport].append(router_run(home, router, args.seconds, transport))
+        reloaded = {}
+        for transport in ("fleet", "ring-rsyslog"):  # lines of requests in flight when HAProxy reloads
+            set_router_transport(home, router, transport)
+            reloaded[transport] = router_run(home, router, args.seconds, transport, reloads=3)
+        set_router_transport(home, router, "fleet")
+        fleet(home, "ps.scale", "-a", APP, "web=0")
 
-            src = Path(tmp) / "printer"
-            src.mkdir()
-            (src / "Procfile").write_text("worker: python3 printer.py\n")
-            (src / "printer.py").write_text(WORKER)
-            (src / "requirements.txt").write_text("")
-            fleet(home, "apps.create", PRINTER)
-            fleet(home, "config.set", "-a", PRINTER, "RATE=1", "SECONDS=1", "DELAY=0")
-            fleet(home, "deploy", "-a", PRINTER, str(src))
-            fleet(home, "ps.scale", "-a", PRINTER, "worker=2")
-            tails = [tail_run(home, rate, args.seconds) for rate in (1_000, 10_000)]
+        src = tmp / "printer"
+        src.mkdir()
+        (src / "Procfile").write_text("worker: python3 printer.py\n")
+        (src / "printer.py").write_text(WORKER)
+        (src / "requirements.txt").write_text("")
+        fleet(home, "apps.create", PRINTER)
+        fleet(home, "config.set", "-a", PRINTER, "RATE=1", "SECONDS=1", "DELAY=0")
+        fleet(home, "deploy", "-a", PRINTER, str(src))
+        fleet(home, "ps.scale", "-a", PRINTER, "worker=2")
+        tails = [tail_run(home, rate, args.seconds) for rate in (1_000, 10_000)]
 
-            # (c) a syslog drain served by rsyslog; then the drain stopped for 60 s under 1,000 lines/s: the forwarder's memory
-            rsyslog_on_node3(home, True)
-            fleet(home, "drains.add", "-a", PRINTER, f"syslog://{SYSLOG_NODE_ADDRESS}:{SYSLOG_PORT}")
-            time.sleep(3)
-            drained = [drain_run(home, rate, args.seconds) for rate in (1_000, 10_000)]
-            rss_before = forwarder_rss_mb(home)
-            rsyslog_on_node3(home, False)
-            fleet(home, "config.set", "-a", PRINTER, "RATE=500", "SECONDS=60", "DELAY=0")
-            time.sleep(64)
-            rss_stalled = forwarder_rss_mb(home)
-            rsyslog_on_node3(home, True)
-            time.sleep(5)
-            fleet(home, "drains.remove", "-a", PRINTER, f"syslog://{SYSLOG_NODE_ADDRESS}:{SYSLOG_PORT}")
-        finally:
-            fleet(home, "lab.down")
+        # (c) a syslog drain served by rsyslog; then the drain stopped for 60 s under 1,000 lines/s: the forwarder's memory
+        rsyslog_on_node3(home, True)
+        fleet(home, "drains.add", "-a", PRINTER, f"syslog://{SYSLOG_NODE_ADDRESS}:{SYSLOG_PORT}")
+        time.sleep(3)
+        drained = [drain_run(home, rate, args.seconds) for rate in (1_000, 10_000)]
+        rss_before = forwarder_rss_mb(home)
+        rsyslog_on_node3(home, False)
+        fleet(home, "config.set", "-a", PRINTER, "RATE=500", "SECONDS=60", "DELAY=0")
+        time.sleep(64)
+        rss_stalled = forwarder_rss_mb(home)
+        rsyslog_on_node3(home, True)
+        time.sleep(5)
+        fleet(home, "drains.remove", "-a", PRINTER, f"syslog://{SYSLOG_NODE_ADDRESS}:{SYSLOG_PORT}")
     print(f"machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores; lab: 3 nspawn hosts, router {router}")
     off = runs["off"]
     off_us = sum(r["haproxy_us"] for r in off) / len(off)

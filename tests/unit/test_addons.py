@@ -19,19 +19,7 @@ from fleet.exec.base import CommandResult
 from fleet.exec.recording import Call, RecordingExecutor
 from fleet.services import addons, apps, releases
 from fleet.settings import Settings
-
-INVENTORY = """\
-all:
-  vars:
-    fleet_host_network: 192.0.2.0/24
-  children:
-    dyno_hosts:
-      hosts:
-        node1: {ansible_host: 192.0.2.1}
-    addon_hosts:
-      hosts:
-        db1: {ansible_host: 192.0.2.9}
-"""
+from tests.unit.addon_fixtures import INVENTORY, calls, fleet_on, snapshot
 
 PSQL_ARGV = ("runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", "postgres")
 RESOURCE = Resource("fleet_shop_0a1b2c3d", "A" * 16 + "b" * 15 + "9", "db1", "192.0.2.9")
@@ -115,22 +103,9 @@ def host() -> Host:
 
 @pytest.fixture
 def fleet(tmp_path: Path, host: Host) -> Iterator[Fleet]:
-    (tmp_path / "inventory.yml").write_text(INVENTORY)
-    f = Fleet(Settings(tmp_path / "home", str(tmp_path / "inventory.yml")), RecordingExecutor(host.respond))
-    f.store.create_app("shop")
-    f.store.create_app("admin")
+    f = fleet_on(tmp_path, host.respond)
     yield f
     f.close()
-
-
-def calls(fleet: Fleet) -> list[Call]:
-    assert isinstance(fleet.executor, RecordingExecutor)
-    return fleet.executor.calls
-
-
-def snapshot(fleet: Fleet) -> tuple[object, ...]:
-    return (records.addons(fleet.store), releases.current_config(fleet, "shop"), releases.current_config(fleet, "admin"),
-            len(fleet.store.releases("shop")), len(fleet.store.releases("admin")))  # fmt: skip
 
 
 def test_create_provisions_stores_and_sets_database_url(fleet: Fleet) -> None:

@@ -22,19 +22,7 @@ from fleet.services.builds import read_app_json
 from fleet.services.declared_addons import Wanted, resolve
 from fleet.settings import Settings
 from fleet.slug.compiler import BuildError
-
-INVENTORY = """\
-all:
-  vars:
-    fleet_host_network: 192.0.2.0/24
-  children:
-    dyno_hosts:
-      hosts:
-        node1: {ansible_host: 192.0.2.1}
-    addon_hosts:
-      hosts:
-        db1: {ansible_host: 192.0.2.9}
-"""
+from tests.unit.addon_fixtures import INVENTORY, fleet_on
 
 
 # -- parsing ------------------------------------------------------------------------------------------------------
@@ -148,9 +136,7 @@ def test_resolve_plans_names_and_duplicates() -> None:
 # -- provisioning on the first deploy -----------------------------------------------------------------------------
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[Fleet]:
-    (tmp_path / "inventory.yml").write_text(INVENTORY)
-    f = Fleet(Settings(tmp_path / "home", str(tmp_path / "inventory.yml")), RecordingExecutor())
-    f.store.create_app("shop")
+    f = fleet_on(tmp_path, apps=("shop",))
     yield f
     f.close()
 

@@ -18,22 +18,10 @@ from fleet.addons.redis import PLANS, PORTS, RedisProvider, render_conf
 from fleet.context import Fleet
 from fleet.errors import FleetError, HostUnreachable, RemoteCommandError, UsageError
 from fleet.exec.base import CommandResult
-from fleet.exec.recording import Call, RecordingExecutor
+from fleet.exec.recording import Call
 from fleet.services import addons, releases
-from fleet.settings import Settings
+from tests.unit.addon_fixtures import INVENTORY, calls, fleet_on, quiet, snapshot
 
-INVENTORY = """\
-all:
-  vars:
-    fleet_host_network: 192.0.2.0/24
-  children:
-    dyno_hosts:
-      hosts:
-        node1: {ansible_host: 192.0.2.1}
-    addon_hosts:
-      hosts:
-        db1: {ansible_host: 192.0.2.9}
-"""
 TWO_ADDON_HOSTS = INVENTORY + "        db2: {ansible_host: 192.0.2.10}\n"
 
 PASSWORD = "A" * 16 + "b" * 15 + "9"
@@ -170,26 +158,9 @@ def host() -> Host:
 
 @pytest.fixture
 def fleet(tmp_path: Path, host: Host) -> Iterator[Fleet]:
-    (tmp_path / "inventory.yml").write_text(INVENTORY)
-    f = Fleet(Settings(tmp_path / "home", str(tmp_path / "inventory.yml")), RecordingExecutor(host.respond))
-    f.store.create_app("shop")
-    f.store.create_app("admin")
+    f = fleet_on(tmp_path, host.respond)
     yield f
     f.close()
-
-
-def calls(fleet: Fleet) -> list[Call]:
-    assert isinstance(fleet.executor, RecordingExecutor)
-    return fleet.executor.calls
-
-
-def snapshot(fleet: Fleet) -> tuple[object, ...]:
-    return (records.addons(fleet.store), releases.current_config(fleet, "shop"), releases.current_config(fleet, "admin"),
-            len(fleet.store.releases("shop")), len(fleet.store.releases("admin")))  # fmt: skip
-
-
-def quiet(_: str) -> None:
-    pass
 
 
 def test_create_runs_a_server_on_a_port_of_its_own_and_sets_redis_url(fleet: Fleet) -> None:
