@@ -4,8 +4,8 @@ through a recording executor as test_manager_pass's do; invoke's runs are the re
 
 Fuller tests of the same behaviour: test_cli (usage errors, help, topic:command, optional positionals),
 test_cli_argv (the rewriting), test_cli_remote (the app from the git remote), test_cli_present (--json of the
-mutating commands), test_json_fields (every command's --json). "Several long waits print nothing" has no test
-here: the progress lines it asks for are not built yet."""
+mutating commands), test_json_fields (every command's --json), test_cli_progress (the live status line on a
+terminal) and test_wait_lines (the other waits' lines)."""
 
 from __future__ import annotations
 
@@ -156,3 +156,15 @@ def test_mutating_commands_take_json(hosts: Hosts) -> None:
         code, out, err = fleet(*args, "--json")
         assert code == 0, (args, err)
         assert isinstance(json.loads(out), dict), args
+
+
+def test_long_waits_print_what_they_wait_for_and_how_long(hosts: Hosts) -> None:
+    """"Several long waits print nothing": a scale that starts dynos and one that stops them each say, before they
+    wait, what for and for how long at most (on a pipe: plain lines, no escape codes)."""
+    code, out, err = fleet("ps:scale", "-a", "shop", "worker=3")
+    assert code == 0, err
+    assert any(line.startswith("-----> waiting for worker.3 on ") and line.endswith("(up to 60 s)") for line in out.splitlines()), out
+    code, out, err = fleet("ps:scale", "-a", "shop", "worker=1")
+    assert code == 0, err
+    assert any("(up to 30 s" in line and "worker.2" in line for line in out.splitlines()), out
+    assert "\x1b" not in out, out
