@@ -12,6 +12,7 @@ import importlib.util
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 
@@ -23,6 +24,7 @@ from fleet.lab.plan import LabNode
 from fleet.state import Store
 
 from .conftest import run_fleet, status_by_name
+from .test_examples import destroy_app
 from .test_lab import _ssh
 from .test_router import get
 
@@ -56,13 +58,14 @@ print(pq.PQgetvalue(res, 0, 0).decode())
 
 
 @pytest.fixture(scope="module")
-def dbapp(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+def dbapp(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     src = tmp_path_factory.mktemp("dbapp") / "src"
     shutil.copytree(ROOT / "examples" / "python", src, ignore=shutil.ignore_patterns("tests", "__pycache__"))
     assert run_fleet(lab, "apps.create", "dbapp").code == 0
     res = run_fleet(lab, "deploy", "-a", "dbapp", str(src), timeout=900)
     assert res.code == 0, res.stdout[-3000:] + res.stderr
-    return "dbapp"
+    yield "dbapp"
+    destroy_app(lab, "dbapp")  # the modules after this one start from a fleet without its apps and add-ons
 
 
 def test_node3_is_the_addon_host_and_postgres_listens_on_its_fleet_address_only(lab: Path) -> None:
@@ -141,14 +144,15 @@ rc = _redisclient()
 
 
 @pytest.fixture(scope="module")
-def cacheapp(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
+def cacheapp(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """examples/worker: its worker records each job in Redis once REDIS_URL is set, its web process shows the last."""
     src = tmp_path_factory.mktemp("cacheapp") / "src"
     shutil.copytree(ROOT / "examples" / "worker", src, ignore=shutil.ignore_patterns("__pycache__"))
     assert run_fleet(lab, "apps.create", "cacheapp").code == 0
     res = run_fleet(lab, "deploy", "-a", "cacheapp", str(src), timeout=900)
     assert res.code == 0, res.stdout[-3000:] + res.stderr
-    return "cacheapp"
+    yield "cacheapp"
+    destroy_app(lab, "cacheapp")
 
 
 def _redis_addon(lab: Path, app: str) -> tuple[dict[str, object], str, str]:
@@ -292,3 +296,20 @@ def test_a_second_apps_redis_is_a_server_of_its_own_and_destroy_removes_it(lab: 
         assert _ssh(lab, DB_NODE.name, "sh", "-c", f"ss -Hltn sport = :{first['port']} | wc -l").strip() == "2"
     finally:
         run_fleet(lab, "apps.destroy", "cacheapp2", "--confirm", "cacheapp2")
+
+
+def test_after_a_reboot_of_the_addon_host_postgres_and_redis_listen_on_its_fleet_address(lab: Path, cacheapp: str) -> None:
+    """They start at boot before the network gives node3 its address: without roles/addon_host's nonlocal bind,
+    PostgreSQL listened on localhost only and apps lost DATABASE_URL (found by make test: node3 rebooted, then a
+    Django release could not migrate)."""
+    addon, password, resource = _redis_addon(lab, cacheapp)
+    assert run_fleet(lab, "lab.reboot", DB_NODE.name, timeout=300).code == 0
+    listening = _ssh(lab, DB_NODE.name, "sh", "-c", f"ss -Hltn '( sport = :5432 or sport = :{addon['port']} )' | awk '{{print $4}}'")
+    assert f"{DB_NODE.address}:5432" in listening.split(), listening
+    assert f"{DB_NODE.address}:{addon['port']}" in listening.split(), listening
+    assert _ssh(lab, DB_NODE.name, "systemctl", "is-active", f"redis-server@{resource}.service").strip() == "active"
+    r = rc.Redis(DB_NODE.address, int(str(addon["port"])), password)
+    try:
+        assert r.command("PING") == "PONG"
+    finally:
+        r.close()

@@ -31,6 +31,7 @@ from fleet.state import Store
 
 from .conftest import FLEET, run_fleet
 from .test_dynos import ps, write_app
+from .test_examples import destroy_app
 from .test_lab import _ssh
 
 pytestmark = pytest.mark.lab
@@ -152,7 +153,8 @@ def mgr(lab: Path, tmp_path_factory: pytest.TempPathFactory) -> str:
     """An app at web=3 (one on each host) and worker=1; every other app destroyed first (the manager acts on all)."""
     for app in json.loads(fleet_ok(lab, "apps.list", "--json")):
         name = app["name"] if isinstance(app, dict) else app
-        fleet_ok(lab, "apps.destroy", name, "--confirm", name)
+        destroy_app(lab, name)  # its own add-ons first
+    assert json.loads(fleet_ok(lab, "apps.list", "--json")) == []
     for node in ("node1", "node2", "node3"):
         fleet_ok(lab, "nodes.undrain", node)
     fleet_ok(lab, "manager.run", env=FAST)  # every host answers: up (a host an earlier run left down is fenced)

@@ -44,7 +44,7 @@ def test_defaults_client_networks_are_the_host_and_dyno_networks() -> None:
 def test_site_runs_the_role_on_addon_hosts() -> None:
     plays = yaml.safe_load((ROOT / "roles/site.yml").read_text())
     assert {"name": "Add-on hosts (PostgreSQL, Redis)", "hosts": "addon_hosts", "gather_facts": False,
-            "roles": ["postgres", "redis"]} in plays
+            "roles": ["addon_host", "postgres", "redis"]} in plays
 
 
 def test_backup_dir_is_0700_postgres_and_every_task_is_named() -> None:

@@ -83,7 +83,17 @@ def test_dynos_may_reach_the_add_on_ports_when_there_are_add_on_hosts(tmp_path: 
 def test_site_runs_the_role_on_addon_hosts() -> None:
     plays = yaml.safe_load((ROOT / "roles/site.yml").read_text())
     [play] = [p for p in plays if p["hosts"] == "addon_hosts"]
-    assert play["roles"] == ["postgres", "redis"]
+    assert play["roles"] == ["addon_host", "postgres", "redis"]  # the servers may bind the fleet address before it is up
+
+
+def test_addon_hosts_let_servers_bind_the_fleet_address_before_the_network_has_it() -> None:
+    """A reboot: PostgreSQL and Redis start before networkd gives the host its address (seen on the lab)."""
+    [write, apply] = yaml.safe_load((ROOT / "roles/addon_host/tasks/main.yml").read_text())
+    copy = write["ansible.builtin.copy"]
+    assert copy["dest"].startswith("/etc/sysctl.d/") and copy["mode"] == "0644"
+    settings = [line for line in copy["content"].splitlines() if line and not line.startswith("#")]
+    assert settings == ["net.ipv4.ip_nonlocal_bind = 1", "net.ipv6.ip_nonlocal_bind = 1"]
+    assert apply["ansible.builtin.command"]["argv"] == ["sysctl", "-q", "-p", copy["dest"]]
 
 
 def tasks() -> list[dict[str, Any]]:
