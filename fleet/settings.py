@@ -211,6 +211,14 @@ class Settings:
             raise ConfigError(str(self.config_file), "inventory", f"must be a file path, got {chosen!r}")
         return Path(chosen)
 
+    def has_inventory(self) -> bool:
+        """An inventory is chosen (and the setting reads): there is a fleet to run on."""
+        try:
+            self.inventory_path()
+        except ConfigError:
+            return False
+        return True
+
     def use_inventory(self, path: Path) -> None:
         data = self.read_config()
         data["inventory"] = str(path.resolve())

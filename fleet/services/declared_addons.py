@@ -16,7 +16,7 @@ from fleet.addons import AddonProvider
 from fleet.addons import store as records
 from fleet.addons.declared import Declared
 from fleet.context import Fleet
-from fleet.errors import ConfigError, FleetError, UsageError
+from fleet.errors import FleetError, UsageError
 from fleet.services import addons, releases
 from fleet.slug.compiler import BuildError
 
@@ -59,14 +59,6 @@ def resolve(declared: list[Declared], offered: Mapping[str, AddonProvider]) -> l
     return list(out.values())
 
 
-def _has_inventory(fleet: Fleet) -> bool:
-    try:
-        fleet.settings.inventory_path()
-    except ConfigError:
-        return False
-    return True
-
-
 def first_deploy(fleet: Fleet, app: str) -> bool:
     """No release of the app has code yet (config releases, an add-on's included, may exist)."""
     return not any(r.slug_sha256 for r in fleet.store.releases(app, limit=1_000_000))
@@ -92,7 +84,7 @@ def provision(fleet: Fleet, app: str, wanted: list[Wanted], on_line: Output) -> 
     if not wanted:
         return []
     plan = _missing(fleet, app, wanted)
-    if not _has_inventory(fleet):  # a build with no fleet to run on (nothing runs yet): no add-on host either
+    if not fleet.settings.has_inventory():  # a build with no fleet to run on (nothing runs yet): no add-on host either
         for w, why in plan:
             if not why:
                 on_line(f" !     {w.where} asks for {w.service}: not made, no inventory is chosen (`fleet lab.up` or "

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from fleet.context import Fleet
 from fleet.dyno.units import DEFAULT_SIZE, validate_config_key
-from fleet.errors import ConfigError, FleetError, ReleaseFailed, UsageError
+from fleet.errors import FleetError, ReleaseFailed, UsageError
 from fleet.model import Build, Release, process_type_problem
 from fleet.services import logs, router
 from fleet.services.oneoff import run_release_phase
@@ -23,19 +23,11 @@ def current_config(fleet: Fleet, app: str) -> dict[str, str]:
     return current.config_vars if current else {}
 
 
-def _has_inventory(fleet: Fleet) -> bool:
-    try:
-        fleet.settings.inventory_path()
-    except ConfigError:
-        return False
-    return True
-
-
 def _roll_out(fleet: Fleet, release: Release, on_line: Output) -> Release:
     if release.slug_sha256 is None:  # config before the first push: nothing to run yet
         fleet.store.set_release_status(release.app, release.version, "succeeded")
         return fleet.store.release(release.app, release.version)
-    if not _has_inventory(fleet):
+    if not fleet.settings.has_inventory():
         fleet.store.set_release_status(release.app, release.version, "succeeded")
         on_line(
             f"-----> v{release.version} released; no inventory chosen, so nothing runs yet (`fleet lab.up` or `fleet inventory.use`)"
@@ -110,7 +102,7 @@ def release_build(fleet: Fleet, build: Build, on_line: Output) -> Release:
     with fleet.store.lock(f"app:{app}", "release"):
         types = checked_types(dict(build.process_types), f"build {build.number} of {app}")
         first = not any(r.slug_sha256 for r in fleet.store.releases(app, limit=1_000_000))
-        if first and "web" in types and not fleet.store.formation(app) and _has_inventory(fleet):
+        if first and "web" in types and not fleet.store.formation(app) and fleet.settings.has_inventory():
             fleet.store.set_formation(app, {"web": (1, DEFAULT_SIZE)})
         release = fleet.store.add_release(
             app,
